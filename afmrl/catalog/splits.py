@@ -1,0 +1,61 @@
+"""Product-level splits and the query/gallery protocol used by evaluation.
+
+Splits: a listing whose ``split`` is null gets one from a seeded hash of its ``product_id``
+(of its ``listing_id`` when the product is unknown), so every listing of one product lands on the
+same side and adding products never moves existing ones. Listings that already carry a split (a
+dataset's own split, or ``gallery`` for reference listings) keep it.
+
+Query/gallery protocol for an evaluation split S (deterministic, documented in the README):
+1. The gallery holds every listing of split S plus every ``gallery`` listing (a shop's catalogue).
+2. A product of S that has ``gallery`` listings: all its listings in S are queries.
+3. Otherwise, a product with two or more listings in S: its listing with the smallest seeded hash
+   stays in the gallery, the others are queries.
+4. Products with one listing and unlabeled listings stay in the gallery as distractors.
+A query is never its own gallery item; its relevant items are the gallery listings of its product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+
+from afmrl.config import SplitConfig
+
+
+def stable_unit(seed: int, key: str) -> float:
+    """A uniform number in [0, 1) from a seed and a key, stable across runs and platforms."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_splits(listings: pd.DataFrame, cfg: SplitConfig) -> pd.DataFrame:
+    """Fill null ``split`` values by product; existing values are kept."""
+    df = listings.copy()
+    keys = df["product_id"].where(df["product_id"].notna(), "listing:" + df["listing_id"].astype(str))
+    u = keys.map(lambda k: stable_unit(cfg.seed, str(k)))
+    test_cut = cfg.test_fraction
+    val_cut = cfg.test_fraction + cfg.val_fraction
+    drawn = pd.Series("train", index=df.index, dtype="object")
+    drawn[u < val_cut] = "val"
+    drawn[u < test_cut] = "test"
+    df["split"] = df["split"].where(df["split"].notna(), drawn)
+    return df
+
+
+def eval_roles(listings: pd.DataFrame, split: str, seed: int = 0) -> pd.Series:
+    """Role of each listing for evaluation on ``split``: 'query', 'gallery' or missing (not used)."""
+    df = listings
+    roles = pd.Series(None, index=df.index, dtype="object")
+    in_split = df["split"] == split
+    in_gallery = df["split"] == "gallery"
+    roles[in_split | in_gallery] = "gallery"
+    labelled = df[in_split & df["product_id"].notna()]
+    catalogue_products = set(df.loc[in_gallery & df["product_id"].notna(), "product_id"])
+    for product, group in labelled.groupby("product_id", sort=True):
+        if product in catalogue_products:
+            roles[group.index] = "query"
+        elif len(group) >= 2:
+            order = group["listing_id"].map(lambda lid: stable_unit(seed, str(lid))).sort_values(kind="stable")
+            roles[order.index[1:]] = "query"
+    return roles

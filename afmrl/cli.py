@@ -1,0 +1,151 @@
+"""The ``afmrl`` command line: one sub-command per stage, each a few lines calling the library.
+
+Global options come first: ``afmrl --params params.yaml --set synth.seed=3 data synth --out DIR``.
+Errors in input data or configuration print one line naming the file, record and field, and exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from afmrl.config import Config, load_config
+from afmrl.errors import AfmrlError
+from afmrl.progress import console
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Catalogues: synthetic data and importers.", no_args_is_help=True)
+import_app = typer.Typer(help="Import a dataset or feed into the catalogue format.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+data_app.add_typer(import_app, name="import")
+app.add_typer(config_app, name="config")
+
+
+def _cfg(ctx: typer.Context) -> Config:
+    return ctx.find_root().obj["config"]
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one clear line and exit code 2 (no traceback for bad input)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AfmrlError as exc:
+            console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.callback()
+@guarded
+def root(
+    ctx: typer.Context,
+    params: Annotated[Path, typer.Option("--params", "-p", help="params.yaml to read (the file DVC reads)")] = Path(
+        "params.yaml"
+    ),
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="override a parameter: key.path=value (repeatable)")
+    ] = None,
+) -> None:
+    """afmrl: attribute-guided product embeddings and identical-product search."""
+    ctx.obj = {"config": load_config(params, overrides)}
+
+
+@config_app.command("show")
+@guarded
+def config_show(ctx: typer.Context) -> None:
+    """Print the resolved configuration as JSON."""
+    sys.stdout.write(json.dumps(_cfg(ctx).to_dict(), indent=2) + "\n")
+
+
+@data_app.command("synth")
+@guarded
+def data_synth(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="catalogue folder to write")] = Path("data/synthetic"),
+) -> None:
+    """Write the deterministic synthetic catalogue (params: synth.*, splits.*)."""
+    from afmrl.catalog.synth import generate
+
+    cfg = _cfg(ctx)
+    path = generate(cfg.synth, cfg.splits, out)
+    console.print(f"synthetic catalogue: {path}")
+
+
+@import_app.command("grocery-store")
+@guarded
+def import_grocery(
+    src: Annotated[Path, typer.Argument(help="GroceryStoreDataset folder (classes.csv, train.txt, ...)")],
+    out: Annotated[Path, typer.Option(help="catalogue folder to write")] = Path("data/grocery-store"),
+) -> None:
+    """Import the Grocery Store Dataset (photos + iconic catalogue listings)."""
+    from afmrl.catalog.importers import import_grocery_store
+
+    console.print(f"catalogue: {import_grocery_store(src, out)}")
+
+
+@import_app.command("wdc-products")
+@guarded
+def import_wdc(
+    ctx: typer.Context,
+    src: Annotated[Path, typer.Argument(help="WDC Products folder with tableA.csv, or the CSV itself")],
+    out: Annotated[Path, typer.Option(help="catalogue folder to write")] = Path("data/wdc-products"),
+) -> None:
+    """Import WDC Products offers (product_id = cluster_id; splits by product)."""
+    from afmrl.catalog.importers import import_wdc_products
+
+    console.print(f"catalogue: {import_wdc_products(src, out, _cfg(ctx).splits)}")
+
+
+@import_app.command("offers")
+@guarded
+def import_offers_cmd(
+    ctx: typer.Context,
+    src: Annotated[Path, typer.Argument(help="any CSV with a header")],
+    columns: Annotated[str, typer.Option(help="mapping, e.g. id=offer_id,title=name,product=cluster,brand=brand")],
+    out: Annotated[Path, typer.Option(help="catalogue folder to write")] = Path("data/offers"),
+    source: Annotated[str | None, typer.Option(help="source name (default: the file name)")] = None,
+) -> None:
+    """Import a generic offers CSV (text-only listings) with a column mapping."""
+    from afmrl.catalog.importers import import_offers, parse_column_mapping
+
+    path = import_offers(src, out, parse_column_mapping(columns), _cfg(ctx).splits, source=source)
+    console.print(f"catalogue: {path}")
+
+
+@app.command("validate")
+@guarded
+def validate_cmd(
+    ctx: typer.Context,
+    catalog: Annotated[Path, typer.Argument(help="catalogue folder (listings.parquet + catalog.json)")],
+    out: Annotated[Path, typer.Option(help="folder for the validated catalogue, quarantine and report")] = Path(
+        "data/validated"
+    ),
+) -> None:
+    """Validation gate (Great Expectations): quarantine bad rows, pass the rest on."""
+    from afmrl.stages import validate
+
+    result = validate.run(_cfg(ctx), catalog, out)
+    console.print(
+        f"validated: {result.passed} passed, {result.quarantined} quarantined ({result.fail_share:.1%})\n"
+        f"  catalogue:  {result.out_dir / 'listings.parquet'}\n"
+        f"  quarantine: {result.quarantine_path}\n  report:     {result.report_path}"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""One typed configuration for every stage.
+
+The tree is loaded from ``params.yaml`` (the file DVC reads as well) and can be overridden with
+dotted ``key=value`` pairs (``--set synth.seed=3`` on the CLI). Unknown or ill-typed keys are
+rejected with their dotted path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from afmrl.errors import ConfigError
+
+# ISO 4217 codes seen in real product feeds; extend through params.yaml (validate.currencies).
+DEFAULT_CURRENCIES = [
+    "AED", "ARS", "AUD", "BGN", "BRL", "CAD", "CHF", "CLP", "CNY", "COP", "CZK", "DKK", "EGP", "EUR",
+    "GBP", "HKD", "HRK", "HUF", "IDR", "ILS", "INR", "ISK", "JPY", "KRW", "KWD", "MAD", "MXN", "MYR",
+    "NGN", "NOK", "NZD", "PEN", "PHP", "PKR", "PLN", "QAR", "RON", "RSD", "RUB", "SAR", "SEK", "SGD",
+    "THB", "TRY", "TWD", "UAH", "USD", "VND", "ZAR",
+]  # fmt: skip
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SynthConfig(Section):
+    """Synthetic catalogue (`afmrl data synth`)."""
+
+    seed: int = 0
+    n_base_products: int = Field(24, ge=1)
+    near_duplicates: int = Field(2, ge=0, description="variants per base product, each differing in one attribute")
+    listings_per_product: int = Field(4, ge=1)
+    image_size: int = Field(160, ge=48, le=1024)
+    currencies: list[str] = ["USD", "EUR", "GBP"]
+    provided_attribute_rate: float = Field(0.5, ge=0.0, le=1.0, description="chance a seller states an attribute")
+
+
+class SplitConfig(Section):
+    """Product-level splits; every listing of one product lands in the same split."""
+
+    seed: int = 0
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be < 1")
+        return self
+
+
+class ValidateConfig(Section):
+    """Great Expectations gate (`afmrl validate`)."""
+
+    max_fail_share: float = Field(0.05, ge=0.0, le=1.0, description="fail the stage above this quarantined share")
+    currencies: list[str] = DEFAULT_CURRENCIES
+    check_images: bool = True
+    image_workers: int = Field(4, ge=1)
+    max_image_pixels: int = Field(60_000_000, ge=1)
+    data_docs: bool = Field(False, description="also build GX data docs (HTML) next to the report")
+
+
+class TrackingConfig(Section):
+    """MLflow tracking. ``uri`` falls back to MLFLOW_TRACKING_URI, then to a local SQLite store."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "afmrl"
+
+    def resolved_uri(self) -> str:
+        return self.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+class Config(Section):
+    """The whole configuration tree (the layout of params.yaml)."""
+
+    synth: SynthConfig = SynthConfig()
+    splits: SplitConfig = SplitConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    tracking: TrackingConfig = TrackingConfig()
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into a nested dict; values are parsed as YAML scalars/lists."""
+    nested: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r} is not of the form key.path=value", field=pair)
+        key, raw = pair.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {pair!r} has an empty key", field=key)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cannot parse value {raw!r}: {exc}", field=key) from exc
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r} conflicts with another override", field=key)
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_errors(exc: ValidationError, source: str) -> ConfigError:
+    lines = []
+    fields = []
+    for err in exc.errors():
+        path = ".".join(str(p).rstrip("_") for p in err["loc"])
+        fields.append(path)
+        lines.append(f"{path}: {err['msg']}")
+    return ConfigError("; ".join(lines), file=source, field=fields[0] if fields else None)
+
+
+def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Config:
+    """Load params.yaml (a missing default file means built-in defaults) and apply overrides."""
+    data: dict[str, Any] = {}
+    source = str(path) if path else "<defaults>"
+    if path is not None:
+        p = Path(path)
+        if p.exists():
+            try:
+                loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"not valid YAML: {exc}", file=source) from exc
+            if loaded is not None and not isinstance(loaded, dict):
+                raise ConfigError("top level must be a mapping", file=source)
+            data = loaded or {}
+        elif str(path) != "params.yaml":
+            raise ConfigError("params file not found", file=source)
+    data = _merge(data, parse_overrides(overrides))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _format_errors(exc, source if not overrides else f"{source} (+ --set overrides)") from None

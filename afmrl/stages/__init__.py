@@ -1,0 +1,1 @@
+"""Stages: one function each, called by the CLI, the DVC stages and the KFP components."""

@@ -1,0 +1,102 @@
+"""Validation stage: run the gate on a catalogue, quarantine failing rows, pass the rest on.
+
+Outputs in ``out_dir``: ``listings.parquet`` + ``catalog.json`` (the rows that passed, same image
+root), ``quarantine.parquet`` (failing rows with a ``reason`` column), ``report.json``. Every input
+row is in exactly one of the two tables. When the quarantined share is above
+``validate.max_fail_share`` the outputs are still written, then the stage fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from afmrl.catalog.io import read_catalog, write_catalog
+from afmrl.config import Config
+from afmrl.errors import ValidationFailed
+from afmrl.tracking.runs import stage_run
+from afmrl.validation.checks import check_images
+
+QUARANTINE_FILE = "quarantine.parquet"
+REPORT_FILE = "report.json"
+
+
+@dataclass
+class ValidateResult:
+    out_dir: Path
+    passed: int
+    quarantined: int
+    fail_share: float
+    report_path: Path
+    quarantine_path: Path
+
+
+def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ValidateResult:
+    from afmrl.validation.expectations import run_suite  # GX import is slow: only when validating
+
+    vcfg = cfg.validate_
+    started = time.perf_counter()
+    catalog = read_catalog(catalog_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = catalog.listings.reset_index(drop=True)
+    if vcfg.check_images:
+        frame = frame.join(check_images(frame, catalog.image_root, vcfg.image_workers, vcfg.max_image_pixels))
+    else:
+        frame = frame.assign(image_status="ok", image_error=None)
+
+    outcome = run_suite(frame, vcfg.currencies, data_docs_dir=str(out / "data_docs") if vcfg.data_docs else None)
+    bad = sorted(outcome.reasons)
+    good_mask = ~frame.index.isin(bad)
+    passed = catalog.listings.reset_index(drop=True)[good_mask]
+    quarantine = catalog.listings.reset_index(drop=True).iloc[bad].assign(
+        reason=["; ".join(outcome.reasons[i]) for i in bad]
+    )
+    write_catalog(passed, out, image_root=catalog.image_root, meta={**catalog.meta, "validated_from": str(catalog_dir)})
+    quarantine_path = out / QUARANTINE_FILE
+    quarantine.to_parquet(quarantine_path, index=False)
+
+    total = len(frame)
+    share = len(bad) / total if total else 0.0
+    reason_counts = Counter(r.split(":")[0] for i in bad for r in outcome.reasons[i])
+    report = {
+        "catalog": str(catalog_dir),
+        "rows": total,
+        "passed": int(good_mask.sum()),
+        "quarantined": len(bad),
+        "fail_share": share,
+        "max_fail_share": vcfg.max_fail_share,
+        "gate_passed": share <= vcfg.max_fail_share,
+        "reasons": dict(reason_counts.most_common()),
+        "expectations": outcome.expectations,
+        "images_checked": bool(vcfg.check_images),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    report_path = out / REPORT_FILE
+    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with stage_run(cfg.tracking, "validate") as run_:
+        run_.log_params({"catalog": str(catalog_dir), **{f"validate.{k}": v for k, v in vcfg.model_dump().items()
+                                                         if k != "currencies"}})  # fmt: skip
+        run_.log_metrics({"rows": total, "passed": report["passed"], "quarantined": len(bad), "fail_share": share})
+        run_.log_artifact(report_path)
+        if len(bad):
+            run_.log_artifact(quarantine_path)
+    result = ValidateResult(out, report["passed"], len(bad), share, report_path, quarantine_path)
+    if not report["gate_passed"]:
+        top = ", ".join(f"{k} ({v})" for k, v in list(reason_counts.most_common())[:3])
+        raise ValidationFailed(
+            f"{len(bad)} of {total} rows ({share:.1%}) failed validation, above validate.max_fail_share="
+            f"{vcfg.max_fail_share:.1%}; top reasons: {top}. Rows and reasons: {quarantine_path}",
+            file=os.fspath(catalog_dir),
+        )
+    return result
+
+
+def quarantine_frame(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)

@@ -1,0 +1,1 @@
+"""MLflow tracking helpers shared by every stage."""

@@ -1,0 +1,1 @@
+"""The validation gate: Great Expectations suite, image pre-checks and the quarantine."""
