@@ -6,17 +6,16 @@ Errors in input data or configuration print one line naming the file, record and
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from afmrl.config import Config, load_config
-from afmrl.errors import AfmrlError
+from afmrl.commands.common import cfg_of as _cfg
+from afmrl.commands.common import guarded
+from afmrl.config import load_config
 from afmrl.progress import console
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -26,24 +25,6 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 app.add_typer(data_app, name="data")
 data_app.add_typer(import_app, name="import")
 app.add_typer(config_app, name="config")
-
-
-def _cfg(ctx: typer.Context) -> Config:
-    return ctx.find_root().obj["config"]
-
-
-def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one clear line and exit code 2 (no traceback for bad input)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AfmrlError as exc:
-            console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 @app.callback()

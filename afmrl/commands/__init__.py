@@ -1,0 +1,1 @@
+"""CLI command modules: each defines a typer sub-app registered in afmrl/cli.py."""

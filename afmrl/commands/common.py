@@ -1,0 +1,32 @@
+"""Helpers shared by the CLI's command modules (each area's sub-app lives in afmrl/commands/)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from afmrl.config import Config
+from afmrl.errors import AfmrlError
+from afmrl.progress import console
+
+
+def cfg_of(ctx: typer.Context) -> Config:
+    """The resolved configuration (loaded by the root callback from --params/--set)."""
+    return ctx.find_root().obj["config"]
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one clear line and exit code 2 (no traceback for bad input)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AfmrlError as exc:
+            console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
