@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -68,6 +68,64 @@ class ValidateConfig(Section):
     data_docs: bool = Field(False, description="also build GX data docs (HTML) next to the report")
 
 
+class EncoderConfig(Section):
+    """Representation model (``dual``: EfficientNet-Lite0 + MiniLM towers with projection heads)."""
+
+    kind: Literal["dual", "clip", "vlm2vec"] = "dual"
+    image_model: str = "efficientnet-lite0"
+    text_model: str = Field("all-MiniLM-L6-v2", description="hub id or folder; the MiniLM name uses the packaged copy")
+    model: str | None = Field(None, description="hub id or folder for kind=clip / vlm2vec")
+    dim: int = Field(256, ge=8)
+    hidden: int = Field(512, ge=8, description="hidden width of the 2-layer projection heads")
+    fusion: Literal["mean", "gate"] = "mean"
+    image_size: int = Field(224, ge=32)
+    max_tokens: int = Field(64, ge=8, description="text truncation (descriptions are cut first)")
+    batch_size: int = Field(32, ge=1, description="encoding batch size")
+    attributes_in_text: bool = True
+    attributes_source: Literal["none", "provided", "rules", "file"] = "provided"
+    attributes_file: str | None = Field(None, description="extraction output (Parquet) for attributes_source=file")
+
+
+class TrainConfig(Section):
+    """Contrastive training of the representation model (``afmrl train agcl``)."""
+
+    method: Literal["infonce", "gist", "agcl", "oracle"] = "agcl"
+    mode: Literal["frozen", "full"] = Field("frozen", description="frozen: cached backbone features, heads only")
+    pairing: Literal["auto", "image_text", "title_description", "same_product"] = "auto"
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    backbone_lr: float = Field(1e-5, gt=0, description="learning rate of the towers in full mode")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
+    seed: int = 0
+    temperature: float = Field(0.05, gt=0)
+    learnable_temperature: bool = True
+    sampler: Literal["random", "hard"] = "random"
+    neighbour_ratio: float = Field(0.5, ge=0, le=1, description="share of a hard batch filled with attribute neighbours")
+    no_duplicate_products: bool = Field(False, description="never two listings of one known product in a batch")
+    tau_hard: float = Field(0.5, ge=0, le=1, description="AGCL: attribute similarity from which a negative is hard")
+    tau_fn: float = Field(1.0, ge=0, le=1, description="AGCL: similarity from which a negative is a false negative")
+    beta: float = Field(2.0, ge=1, description="AGCL: weight of hard negatives in the denominator")
+    fn_as_positive: bool = Field(False, description="AGCL: count false negatives as extra positives")
+    attribute_weights: dict[str, float] = Field(default_factory=dict, description="per-key weights (default 1)")
+    min_shared_keys: int = Field(2, ge=1, description="AGCL: keys both listings must state to be compared")
+    gist_margin: float = Field(0.0, ge=0)
+    guide_model: str = Field("zero-shot", description="GIST guide: the frozen pretrained towers")
+    checkpoint_every: int = Field(100, ge=1)
+    log_every: int = Field(10, ge=1)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+
+
+class EvalConfig(Section):
+    """Retrieval evaluation (exact search; metrics of record)."""
+
+    split: str = Field("test", description="evaluation split (falls back to val when absent)")
+    ks: list[int] = [1, 5, 10]
+    seed: int = 0
+
+
 class TrackingConfig(Section):
     """MLflow tracking. ``uri`` falls back to MLFLOW_TRACKING_URI, then to a local SQLite store."""
 
@@ -86,6 +144,9 @@ class Config(Section):
     splits: SplitConfig = SplitConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     tracking: TrackingConfig = TrackingConfig()
+    encoder: EncoderConfig = EncoderConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

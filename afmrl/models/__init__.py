@@ -1,0 +1,1 @@
+"""Models: representation encoders, offline pretrained weights, tiny models for CPU tests."""

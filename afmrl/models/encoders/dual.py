@@ -1,0 +1,175 @@
+"""Dual encoder: EfficientNet-Lite0 image tower + MiniLM-L6 text tower, each with a 2-layer
+projection head into one shared space; a listing embedding fuses the two (mean of the normalised
+parts, or a learned gate).
+
+Saved as a folder: ``config.json`` (the encoder section) and ``model.safetensors`` (heads, gate,
+and the towers too when they were fine-tuned); ``DualEncoder.from_pretrained(folder)`` loads it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from afmrl.config import EncoderConfig
+from afmrl.models.encoders.base import ImageLike, l2_normalize, load_image
+from afmrl.models.pretrained import IMAGE_MEAN, IMAGE_STD, EfficientNetFeatures, resolve_text_model
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class ProjectionHead(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TextTower(nn.Module):
+    """A Hugging Face encoder with attention-masked mean pooling (sentence-transformers style)."""
+
+    def __init__(self, name: str, max_tokens: int) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_text_model(name)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path)
+        self.max_tokens = max_tokens
+        self.out_dim = int(self.model.config.hidden_size)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                              return_tensors="pt")  # fmt: skip
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(out.dtype)
+        return (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class DualEncoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig, pretrained_towers: bool = True) -> None:
+        super().__init__()
+        if cfg.image_model != "efficientnet-lite0":
+            raise ValueError(f"encoder.image_model {cfg.image_model!r}: the dual encoder supports efficientnet-lite0")
+        self.cfg = cfg
+        self.dim = cfg.dim
+        self.image_tower = EfficientNetFeatures(pretrained=pretrained_towers)
+        self.text_tower = TextTower(cfg.text_model, cfg.max_tokens)
+        self.image_head = ProjectionHead(self.image_tower.out_dim, cfg.hidden, cfg.dim)
+        self.text_head = ProjectionHead(self.text_tower.out_dim, cfg.hidden, cfg.dim)
+        self.gate = nn.Linear(2 * cfg.dim, 1)  # used when fusion == "gate"
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        self.towers_trained = False
+
+    # ---- backbone features (cached by the frozen-backbone trainer) ----
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = ((pixels - self.pixel_mean) / self.pixel_std).contiguous(memory_format=torch.channels_last)
+        return self.image_tower(pixels)
+
+    def text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.text_tower(**tokens)
+
+    # ---- heads ----
+    def project_images(self, feats: torch.Tensor) -> torch.Tensor:
+        return l2_normalize(self.image_head(feats))
+
+    def project_texts(self, feats: torch.Tensor) -> torch.Tensor:
+        return l2_normalize(self.text_head(feats))
+
+    def fuse(self, img: torch.Tensor, txt: torch.Tensor, has_image: torch.Tensor | None = None) -> torch.Tensor:
+        """Listing embedding from normalised parts; listings without an image use the text alone."""
+        if self.cfg.fusion == "gate":
+            g = torch.sigmoid(self.gate(torch.cat([img, txt], dim=-1)))
+        else:
+            g = torch.full_like(img[:, :1], 0.5)
+        if has_image is not None:
+            g = torch.where(has_image.view(-1, 1), g, torch.zeros_like(g))
+        return l2_normalize(g * img + (1 - g) * txt)
+
+    # ---- numpy API (the Encoder interface) ----
+    @torch.inference_mode()
+    def image_backbone(self, images: Sequence[ImageLike], batch_size: int | None = None) -> np.ndarray:
+        bs = batch_size or self.cfg.batch_size
+        out = []
+        self.eval()
+        for i in range(0, len(images), bs):
+            pixels = torch.stack([load_image(im, self.cfg.image_size) for im in images[i : i + bs]])
+            out.append(self.image_features(pixels).float().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.image_tower.out_dim), np.float32)
+
+    @torch.inference_mode()
+    def text_backbone(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        bs = batch_size or self.cfg.batch_size
+        out = []
+        self.eval()
+        # sort by length so each batch pads little
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for i in range(0, len(order), bs):
+            idx = order[i : i + bs]
+            out.append(self.text_features(self.text_tower.tokenize([texts[j] for j in idx])).float().numpy())
+        feats = np.concatenate(out) if out else np.zeros((0, self.text_tower.out_dim), np.float32)
+        result = np.empty_like(feats)
+        result[order] = feats
+        return result
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[ImageLike]) -> np.ndarray:
+        feats = torch.from_numpy(self.image_backbone(images))
+        return self.project_images(feats).numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        feats = torch.from_numpy(self.text_backbone(texts))
+        return self.project_texts(feats).numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def encode_listings(self, texts: Sequence[str], images: Sequence[ImageLike | None]) -> np.ndarray:
+        txt = torch.from_numpy(self.encode_texts(texts))
+        has = torch.tensor([im is not None for im in images], dtype=torch.bool)
+        img = torch.zeros_like(txt)
+        if has.any():
+            img[has] = torch.from_numpy(self.encode_images([im for im in images if im is not None]))
+        return self.fuse(img, txt, has).numpy().astype(np.float32)
+
+    # ---- persistence ----
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        keep = ("image_head.", "text_head.", "gate.")
+        state = self.state_dict()
+        if not self.towers_trained:
+            state = {k: v for k, v in state.items() if k.startswith(keep)}
+        return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"afmrl_encoder": "dual", "towers_trained": self.towers_trained, **self.cfg.model_dump()}
+        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        save_file(self.trainable_state(), str(folder / WEIGHTS_FILE))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> DualEncoder:
+        folder = Path(folder)
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+        towers_trained = bool(meta.pop("towers_trained", False))
+        meta.pop("afmrl_encoder", None)
+        model = cls(EncoderConfig(**meta), pretrained_towers=not towers_trained)
+        missing, unexpected = model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=False)
+        if unexpected:
+            raise ValueError(f"{folder}: unexpected weights {unexpected[:5]}")
+        model.towers_trained = towers_trained
+        return model.eval()
