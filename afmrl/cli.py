@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from afmrl.commands import train as train_commands
 from afmrl.commands.common import cfg_of as _cfg
 from afmrl.commands.common import guarded
 from afmrl.config import load_config
@@ -25,6 +26,8 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 app.add_typer(data_app, name="data")
 data_app.add_typer(import_app, name="import")
 app.add_typer(config_app, name="config")
+app.add_typer(train_commands.app, name="train")
+app.command("evaluate")(train_commands.evaluate_cmd)
 
 
 @app.callback()

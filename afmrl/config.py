@@ -137,6 +137,22 @@ class TrackingConfig(Section):
         return self.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
+class TriggerConfig(Section):
+    """When to retrain (``afmrl trigger``): data changed (DVC), catalogue drift (PSI), or age."""
+
+    data_change: bool = Field(True, description="retrain when `dvc status` shows changed inputs")
+    dvc_targets: list[str] = Field(default_factory=list, description="stages / .dvc files to check; empty: all")
+    catalog: str = Field("data/validated", description="the current catalogue, compared with the trained-on one")
+    drift_threshold: float | None = Field(0.2, gt=0, description="retrain above this PSI; null: no drift check")
+    drift_features: list[Literal["category", "currency", "source", "title_length", "price", "has_image"]] = [
+        "category", "title_length", "price"
+    ]  # fmt: skip
+    drift_bins: int = Field(10, ge=2, le=100, description="quantile bins (from the reference) per numeric feature")
+    max_age_days: float | None = Field(7.0, gt=0, description="retrain when the last training is older; null: off")
+    state_file: str = Field("outputs/last_training.json", description="last training time + catalogue profile")
+    train_stage: str = Field("train", description="MLflow stage tag of training runs (fallback state source)")
+
+
 class Config(Section):
     """The whole configuration tree (the layout of params.yaml)."""
 
@@ -144,6 +160,7 @@ class Config(Section):
     splits: SplitConfig = SplitConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     tracking: TrackingConfig = TrackingConfig()
+    trigger: TriggerConfig = TriggerConfig()
     encoder: EncoderConfig = EncoderConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()

@@ -2,7 +2,7 @@
 
 Inputs: ``a``, ``b`` (B, d) L2-normalised embeddings (row i: two views of listing i), and
 ``attr_sim`` (B, B): the attribute similarity of every pair of listings in the batch (weighted
-agreement over the key attributes both state, see ``afmrl.attributes.similarity``), with
+agreement over the key attributes both state, ``afmrl.attributes.similarity``), with
 ``attr_comparable`` (B, B) bool: whether the pair shares enough stated keys to be compared.
 
 For i != j, with thresholds tau_hard <= tau_fn and weight beta >= 1:
@@ -20,7 +20,8 @@ reaches tau_hard) every w_ij = 1 and AGCL equals InfoNCE (tested).
 
 Example::
 
-    sim, comparable = pairwise_attribute_similarity(batch_attrs, weights)
+    codes, w = attribute_codes(batch_attrs, weights)
+    sim, comparable = similarity_from_codes(torch.from_numpy(codes), torch.from_numpy(w), min_shared=2)
     loss = AGCLLoss(tau_hard=0.5, tau_fn=1.0, beta=2.0)(img, txt, attr_sim=sim, attr_comparable=comparable)
 """
 

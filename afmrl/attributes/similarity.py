@@ -1,0 +1,162 @@
+"""Weighted attribute agreement between listings: the signal the AGCL loss uses.
+
+For two attribute dicts ``a`` and ``b`` (normalised first, so ``1 l`` equals ``1000 ml``) and
+non-negative weights ``w``::
+
+    shared(a, b) = { k : k in a, k in b, w_k > 0 }
+    sim(a, b)    = sum_{k in shared} w_k [a_k == b_k] / sum_{k in shared} w_k
+
+**Missing keys.** A key that only one side (or neither) states is *unknown*, not a disagreement:
+it is left out of both sums. When no key is shared the similarity is undefined and the functions
+return ``missing`` (default 0.0: "no evidence of sameness"). ``all_agree`` is true only when at
+least ``min_shared`` keys are shared and every shared key agrees, so two listings that state
+nothing in common are never treated as the same product (the AGCL false-negative mask must not
+fire on missing evidence). Keys absent from ``weights`` get weight 0 (ignored) when ``weights`` is
+given; ``weights=None`` means the schema's default weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from afmrl.attributes.schema import DEFAULT_SCHEMA, AttributeSchema
+
+
+def _weights(weights: Mapping[str, float] | None, schema: AttributeSchema) -> dict[str, float]:
+    w = schema.default_weights() if weights is None else dict(weights)
+    bad = {k: v for k, v in w.items() if v < 0}
+    if bad:
+        raise ValueError(f"attribute weights must be >= 0, got {bad}")
+    return {k: float(v) for k, v in w.items() if v > 0}
+
+
+def attribute_similarity(
+    a: Mapping[str, Any] | None,
+    b: Mapping[str, Any] | None,
+    weights: Mapping[str, float] | None = None,
+    *,
+    missing: float = 0.0,
+    schema: AttributeSchema = DEFAULT_SCHEMA,
+    normalize: bool = True,
+) -> float:
+    """Weighted agreement over the keys both sides state (see the module docstring)."""
+    w = _weights(weights, schema)
+    na = schema.normalize(a) if normalize else dict(a or {})
+    nb = schema.normalize(b) if normalize else dict(b or {})
+    num = den = 0.0
+    for key, wk in w.items():
+        if key in na and key in nb:
+            den += wk
+            num += wk * (na[key] == nb[key])
+    return num / den if den > 0 else float(missing)
+
+
+def _codes(attrs: Sequence[Mapping[str, Any] | None], keys: list[str], schema: AttributeSchema,
+           normalize: bool) -> np.ndarray:  # fmt: skip
+    """(n, k) int codes per key; -1 where the key is missing."""
+    codes = np.full((len(attrs), len(keys)), -1, dtype=np.int64)
+    vocab: list[dict[str, int]] = [{} for _ in keys]
+    for i, a in enumerate(attrs):
+        na = schema.normalize(a) if normalize else dict(a or {})
+        for j, key in enumerate(keys):
+            v = na.get(key)
+            if v is not None and v != "":
+                codes[i, j] = vocab[j].setdefault(str(v), len(vocab[j]))
+    return codes
+
+
+def pairwise_agreement(
+    attrs: Sequence[Mapping[str, Any] | None],
+    weights: Mapping[str, float] | None = None,
+    *,
+    missing: float = 0.0,
+    min_shared: int = 1,
+    schema: AttributeSchema = DEFAULT_SCHEMA,
+    normalize: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(similarity (n, n) float32, all_agree (n, n) bool, shared-key count (n, n) int) in one pass."""
+    w = _weights(weights, schema)
+    keys = sorted(w)
+    n = len(attrs)
+    num = np.zeros((n, n), dtype=np.float64)
+    den = np.zeros((n, n), dtype=np.float64)
+    shared = np.zeros((n, n), dtype=np.int64)
+    disagree = np.zeros((n, n), dtype=np.int64)
+    if keys and n:
+        codes = _codes(attrs, keys, schema, normalize)
+        for j, key in enumerate(keys):
+            c = codes[:, j]
+            present = c >= 0
+            both = present[:, None] & present[None, :]
+            eq = (c[:, None] == c[None, :]) & both
+            den += w[key] * both
+            num += w[key] * eq
+            shared += both
+            disagree += both & ~eq
+    sim = np.full((n, n), float(missing), dtype=np.float64)
+    np.divide(num, den, out=sim, where=den > 0)
+    agree = (shared >= max(1, min_shared)) & (disagree == 0)
+    return sim.astype(np.float32), agree, shared
+
+
+def pairwise_attribute_similarity(
+    attrs: Sequence[Mapping[str, Any] | None],
+    weights: Mapping[str, float] | None = None,
+    *,
+    missing: float = 0.0,
+    schema: AttributeSchema = DEFAULT_SCHEMA,
+    normalize: bool = True,
+) -> np.ndarray:
+    """``S[i, j] = attribute_similarity(attrs[i], attrs[j], weights)`` for all pairs, vectorised."""
+    return pairwise_agreement(attrs, weights, missing=missing, schema=schema, normalize=normalize)[0]
+
+
+def all_agree(
+    attrs: Sequence[Mapping[str, Any] | None],
+    weights: Mapping[str, float] | None = None,
+    *,
+    min_shared: int = 1,
+    schema: AttributeSchema = DEFAULT_SCHEMA,
+    normalize: bool = True,
+) -> np.ndarray:
+    """``M[i, j]``: at least ``min_shared`` weighted keys shared and all of them agree (false-negative mask)."""
+    return pairwise_agreement(attrs, weights, min_shared=min_shared, schema=schema, normalize=normalize)[1]
+
+
+def attribute_codes(
+    attrs: Sequence[Mapping[str, Any] | None],
+    weights: Mapping[str, float] | None = None,
+    *,
+    schema: AttributeSchema = DEFAULT_SCHEMA,
+    normalize: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(codes (n, k) int, key weights (k,)): precomputed once so a training step can compute the
+    batch's similarities with :func:`similarity_from_codes` (numpy or torch) without Python loops."""
+    w = _weights(weights, schema)
+    keys = sorted(w)
+    return _codes(attrs, keys, schema, normalize), np.array([w[k] for k in keys], dtype=np.float32)
+
+
+def similarity_from_codes(codes, key_weights, min_shared: int = 1, missing: float = 0.0):
+    """(similarity, comparable) from codes (n, k) and weights (k,), on numpy arrays or torch tensors.
+
+    ``similarity`` is :func:`pairwise_agreement`'s; ``comparable`` is "at least ``min_shared`` keys
+    shared", so ``comparable & (similarity == 1)`` is :func:`all_agree`.
+    """
+    present = codes >= 0
+    both = present[:, None, :] & present[None, :, :]
+    eq = both & (codes[:, None, :] == codes[None, :, :])
+    num = (eq * key_weights).sum(-1)
+    den = (both * key_weights).sum(-1)
+    comparable = both.sum(-1) >= max(1, min_shared)
+    if isinstance(num, np.ndarray):
+        sim = np.full(num.shape, float(missing), dtype=np.float32)
+        np.divide(num, den, out=sim, where=den > 0)
+        return sim, comparable
+    import torch
+
+    sim = torch.where(den > 0, num / den.clamp(min=1e-12), torch.full_like(num, float(missing)))
+    return sim.float(), comparable

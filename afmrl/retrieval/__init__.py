@@ -1,0 +1,1 @@
+"""Retrieval: metrics, exact search, evaluation tasks and reports (Milvus search lives beside them)."""

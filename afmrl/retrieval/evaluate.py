@@ -1,0 +1,105 @@
+"""Evaluation tasks (exact search: the metrics of record).
+
+Tasks on the evaluation split S (queries and gallery from ``afmrl.catalog.splits.eval_roles``):
+- ``listing``: listing -> listing (image and text fused; text only for text-only catalogues);
+- ``image_to_image``, ``text_to_image``, ``image_to_text``: the same queries and gallery, one modality
+  per side (listings with images only);
+- ``photo_to_catalogue`` (catalogues with ``gallery`` listings, e.g. grocery-store): S's photos
+  (image) against the catalogue listings only (fused);
+- ``photo_to_train_catalogue``: S's photos (image) against the train photos (image) and the
+  catalogue listings (fused): a gallery of other sessions' photos plus the shop catalogue.
+Relevant items: the gallery listings of the query's product. Per-category R@1 for ``listing``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from afmrl.catalog.splits import eval_roles
+from afmrl.retrieval.embed import Embeddings
+from afmrl.retrieval.metrics import retrieval_metrics
+
+
+@dataclass
+class TaskData:
+    name: str
+    sim: np.ndarray
+    relevant: np.ndarray
+    query_categories: list
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    per_category: dict[str, dict[str, float]]
+    counts: dict[str, int]
+    tasks: list[TaskData] = field(default_factory=list)
+
+
+def resolve_split(listings: pd.DataFrame, wanted: str) -> str:
+    present = set(listings["split"].dropna())
+    for s in (wanted, "test", "val"):
+        if s in present:
+            return s
+    raise ValueError(f"no evaluation split: wanted {wanted!r}, the catalogue has {sorted(present)}")
+
+
+def _relevance(q_products: Sequence, g_products: Sequence) -> np.ndarray:
+    q = np.array([p if p is not None else f"\0q{i}" for i, p in enumerate(q_products)], dtype=object)
+    g = np.array([p if p is not None else f"\0g{i}" for i, p in enumerate(g_products)], dtype=object)
+    return q[:, None] == g[None, :]
+
+
+def evaluate_embeddings(listings: pd.DataFrame, emb: Embeddings, split: str, ks: Sequence[int] = (1, 5, 10),
+                        seed: int = 0) -> EvalResult:  # fmt: skip
+    """``listings`` and ``emb`` rows are aligned (the rows that were embedded)."""
+    df = listings.reset_index(drop=True)
+    roles = eval_roles(df, split, seed).to_numpy()
+    q_idx = np.flatnonzero(roles == "query")
+    g_idx = np.flatnonzero(roles == "gallery")
+    products = df["product_id"].tolist()
+    cats = df["category"].tolist()
+    metrics: dict[str, float] = {}
+    tasks: list[TaskData] = []
+
+    def run(name: str, q_vecs: np.ndarray, q_rows: np.ndarray, g_vecs: np.ndarray, g_rows: np.ndarray) -> None:
+        if len(q_rows) == 0 or len(g_rows) == 0:
+            return
+        sim = q_vecs @ g_vecs.T
+        same = q_rows[:, None] == g_rows[None, :]
+        sim[same] = -np.inf  # a query never retrieves itself
+        rel = _relevance([products[i] for i in q_rows], [products[i] for i in g_rows]) & ~same
+        metrics.update(retrieval_metrics(sim, rel, ks, prefix=f"{name}_"))
+        tasks.append(TaskData(name, sim, rel, [cats[i] for i in q_rows]))
+
+    run("listing", emb.listing[q_idx], q_idx, emb.listing[g_idx], g_idx)
+    if emb.image is not None:
+        qi, gi = q_idx[emb.has_image[q_idx]], g_idx[emb.has_image[g_idx]]
+        run("image_to_image", emb.image[qi], qi, emb.image[gi], gi)
+        if emb.cross_modal:
+            run("text_to_image", emb.text[q_idx], q_idx, emb.image[gi], gi)
+            run("image_to_text", emb.image[qi], qi, emb.text[g_idx], g_idx)
+        catalogue = np.flatnonzero(df["split"].to_numpy() == "gallery")
+        photos = np.flatnonzero((df["split"].to_numpy() == split) & emb.has_image)
+        if len(catalogue) and len(photos) and emb.cross_modal:
+            run("photo_to_catalogue", emb.image[photos], photos, emb.listing[catalogue], catalogue)
+            train_photos = np.flatnonzero((df["split"].to_numpy() == "train") & emb.has_image)
+            if len(train_photos):
+                gallery = np.concatenate([train_photos, catalogue])
+                g_vecs = np.concatenate([emb.image[train_photos], emb.listing[catalogue]])
+                run("photo_to_train_catalogue", emb.image[photos], photos, g_vecs, gallery)
+        elif len(catalogue) and len(photos):  # zero-shot: image against the catalogue's images
+            run("photo_to_catalogue", emb.image[photos], photos, emb.image[catalogue], catalogue)
+
+    per_category: dict[str, dict[str, float]] = {}
+    for task in tasks[:1]:
+        cats_arr = np.array([c if c is not None else "(none)" for c in task.query_categories], dtype=object)
+        for c in sorted(set(cats_arr)):
+            sel = cats_arr == c
+            per_category[str(c)] = retrieval_metrics(task.sim[sel], task.relevant[sel], (1,))
+    counts = {"queries": int(len(q_idx)), "gallery": int(len(g_idx)), "listings": int(len(df))}
+    return EvalResult(metrics, per_category, counts, tasks)

@@ -1,0 +1,57 @@
+"""Evaluation stage: exact-search retrieval metrics of an encoder on a catalogue's eval split.
+
+Outputs in ``out_dir``: ``report.json`` ({"metrics": {"listing_R@1": ...}, "per_category", "counts",
+...}), ``summary.md`` and PNG plots; all logged to MLflow with the metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from afmrl.catalog.io import read_catalog
+from afmrl.config import Config
+from afmrl.models.encoders.dual import DualEncoder
+from afmrl.retrieval.embed import embed_listings
+from afmrl.retrieval.evaluate import EvalResult, evaluate_embeddings, resolve_split
+from afmrl.retrieval.report import write_report
+from afmrl.tracking.runs import stage_run
+
+
+@dataclass
+class EvaluateStageResult:
+    report_path: Path
+    result: EvalResult
+
+
+def evaluation_rows(listings, split: str):
+    """The rows to embed: the eval split, the shop catalogue and, when there is one, the train photos."""
+    splits = [split, "gallery"]
+    if (listings["split"] == "gallery").any():
+        splits.append("train")
+    return listings[listings["split"].isin(splits)].reset_index(drop=True)
+
+
+def evaluate(cfg: Config, catalog_dir: str | Path, model: DualEncoder, cache_dir: str | Path | None,
+             zero_shot: bool = False) -> tuple[EvalResult, str]:  # fmt: skip
+    catalog = read_catalog(catalog_dir)
+    split = resolve_split(catalog.listings, cfg.eval.split)
+    rows = evaluation_rows(catalog.listings, split)
+    emb = embed_listings(model, catalog, rows, cfg.encoder, cache_dir, zero_shot=zero_shot)
+    return evaluate_embeddings(rows, emb, split, cfg.eval.ks, cfg.eval.seed), split
+
+
+def run(cfg: Config, catalog_dir: str | Path, encoder_dir: str | Path, out_dir: str | Path,
+        cache_dir: str | Path | None = None) -> EvaluateStageResult:  # fmt: skip
+    model = DualEncoder.from_pretrained(encoder_dir)
+    cfg = cfg.model_copy(update={"encoder": model.cfg})
+    result, split = evaluate(cfg, catalog_dir, model, cache_dir or Path(out_dir) / "feature-cache")
+    paths = write_report(result, out_dir, {"catalog": str(catalog_dir), "encoder": str(encoder_dir), "split": split})
+    with stage_run(cfg.tracking, "evaluate") as run_:
+        run_.log_params({"catalog": str(catalog_dir), "encoder": str(encoder_dir), "split": split})
+        run_.log_metrics({k.replace("@", "_at_"): v for k, v in result.metrics.items() if np.isfinite(v)})
+        for p in paths.values():
+            run_.log_artifact(p)
+    return EvaluateStageResult(paths["json"], result)

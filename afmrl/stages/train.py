@@ -1,0 +1,62 @@
+"""AGCL training stage: train the representation model on a catalogue's train split.
+
+Outputs in ``out_dir``: ``encoder/`` (a ``DualEncoder.from_pretrained`` folder), ``training.json``
+(config, pairing, throughput, final loss) and ``checkpoints/`` (resume after a kill: re-run the
+same command). Logged to MLflow: params, per-step loss/temperature/batch statistics, artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from afmrl.catalog.io import read_catalog
+from afmrl.config import Config
+from afmrl.models.encoders.dual import DualEncoder
+from afmrl.tracking.runs import stage_run
+from afmrl.training.data import build_pairs
+from afmrl.training.trainer import ContrastiveTrainer, TrainResult, save_training_config
+
+
+@dataclass
+class TrainStageResult:
+    encoder_dir: Path
+    summary_path: Path
+    result: TrainResult
+
+
+def flat_params(cfg: Config, sections: tuple[str, ...]) -> dict[str, object]:
+    data = cfg.to_dict()
+    return {f"{s}.{k}": v for s in sections for k, v in data[s].items()}
+
+
+def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path, cache_dir: str | Path | None = None,
+        train_splits: tuple[str, ...] = ("train",)) -> TrainStageResult:  # fmt: skip
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    catalog = read_catalog(catalog_dir)
+    pairs = build_pairs(catalog, train_splits, cfg.encoder, cfg.train)
+    torch.manual_seed(cfg.train.seed)  # head initialisation is part of the run's determinism
+    model = DualEncoder(cfg.encoder)
+    with stage_run(cfg.tracking, f"train-{cfg.train.method}") as run_:
+        run_.log_params({**flat_params(cfg, ("encoder", "train")), "catalog": str(catalog_dir), **{
+            f"pairs.{k}": v for k, v in pairs.stats.items()}})  # fmt: skip
+        trainer = ContrastiveTrainer(model, pairs, cfg.train, out, cache_dir=cache_dir or out / "feature-cache",
+                                     run=run_)  # fmt: skip
+        result = trainer.train()
+        encoder_dir = trainer.model.save_pretrained(out / "encoder")
+        summary = save_training_config(out / "training.json", cfg.encoder, cfg.train, {
+            "pairs": pairs.stats, "final_loss": result.final_loss, "samples_per_s": result.samples_per_s,
+            "seconds": result.seconds, "steps": result.steps, "history": result.history})  # fmt: skip
+        run_.log_metrics({"final_loss": result.final_loss, "samples_per_s": result.samples_per_s})
+        run_.log_artifact(summary)
+        run_.log_artifact(encoder_dir / "config.json", artifact_path="encoder")
+        run_.log_artifact(encoder_dir / "model.safetensors", artifact_path="encoder")
+    return TrainStageResult(encoder_dir, summary, result)
+
+
+def load_summary(out_dir: str | Path) -> dict:
+    return json.loads((Path(out_dir) / "training.json").read_text())

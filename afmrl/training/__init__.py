@@ -1,0 +1,1 @@
+"""Training: batch samplers, the contrastive trainer (AGCL and baselines), SFT and RAR."""

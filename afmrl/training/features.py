@@ -1,0 +1,56 @@
+"""On-disk cache of backbone features, so frozen-backbone training and evaluation compute each
+image's and each text's tower features once.
+
+One ``.npz`` per (tower, settings) fingerprint holds the keys (content hashes) and the features;
+lookups compute only what is missing and append it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def image_key(path: str | Path) -> str:
+    st = os.stat(path)
+    return hashlib.sha1(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+
+
+class FeatureCache:
+    def __init__(self, folder: str | Path | None, fingerprint: str) -> None:
+        self.path = Path(folder) / f"{fingerprint}.npz" if folder else None
+        self.index: dict[str, int] = {}
+        self.feats: np.ndarray | None = None
+        if self.path and self.path.exists():
+            data = np.load(self.path, allow_pickle=False)
+            self.index = {k: i for i, k in enumerate(data["keys"].tolist())}
+            self.feats = data["feats"]
+
+    def get(self, keys: Sequence[str], items: Sequence, compute: Callable[[list], np.ndarray]) -> np.ndarray:
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in self.index}.items(), key=lambda kv: kv[1])
+        if missing:
+            new = compute([items[i] for _, i in missing]).astype(np.float32)
+            start = len(self.index)
+            for n, (k, _) in enumerate(missing):
+                self.index[k] = start + n
+            self.feats = new if self.feats is None else np.concatenate([self.feats, new])
+            self._save()
+        assert self.feats is not None
+        return self.feats[[self.index[k] for k in keys]] if keys else np.zeros((0, self.feats.shape[1]), np.float32)
+
+    def _save(self) -> None:
+        if not self.path:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp.npz")
+        keys = np.array(sorted(self.index, key=self.index.get))
+        np.savez(tmp, keys=keys, feats=self.feats)
+        os.replace(tmp, self.path)
