@@ -55,3 +55,11 @@ def test_catalogue_ground_truth_listings_and_product_splits(synth_catalog):
     first = df[df["product_id"] == df["product_id"].iloc[0]]["image"]
     assert len({(cat.image_root / p).read_bytes() for p in first}) == len(first)
     assert pd.Series(df["title"]).nunique() > len(df) * 0.8
+
+
+def test_near_duplicates_share_a_split(synth_catalog):
+    products = pd.read_parquet(synth_catalog / "products.parquet")
+    split_of = read_catalog(synth_catalog).listings.groupby("product_id")["split"].first()
+    variants = products[products["variant_of"].notna()]
+    assert len(variants) > 0
+    assert all(split_of[v] == split_of[b] for v, b in zip(variants["product_id"], variants["variant_of"], strict=True))

@@ -29,10 +29,14 @@ def stable_unit(seed: int, key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_splits(listings: pd.DataFrame, cfg: SplitConfig) -> pd.DataFrame:
-    """Fill null ``split`` values by product; existing values are kept."""
+def assign_splits(listings: pd.DataFrame, cfg: SplitConfig, groups: pd.Series | None = None) -> pd.DataFrame:
+    """Fill null ``split`` values by product (or by ``groups``, a coarser grouping of products, e.g.
+    a family of near-duplicates kept together so evaluation sees them side by side); existing
+    values are kept."""
     df = listings.copy()
     keys = df["product_id"].where(df["product_id"].notna(), "listing:" + df["listing_id"].astype(str))
+    if groups is not None:
+        keys = groups.where(groups.notna(), keys)
     u = keys.map(lambda k: stable_unit(cfg.seed, str(k)))
     test_cut = cfg.test_fraction
     val_cut = cfg.test_fraction + cfg.val_fraction
