@@ -16,6 +16,7 @@ import typer
 from afmrl.commands import train as train_commands
 from afmrl.commands.common import cfg_of as _cfg
 from afmrl.commands.common import guarded
+from afmrl.commands.trigger import trigger_cmd
 from afmrl.config import load_config
 from afmrl.progress import console
 
@@ -28,6 +29,7 @@ data_app.add_typer(import_app, name="import")
 app.add_typer(config_app, name="config")
 app.add_typer(train_commands.app, name="train")
 app.command("evaluate")(train_commands.evaluate_cmd)
+app.command("trigger")(trigger_cmd)
 
 
 @app.callback()

@@ -153,6 +153,106 @@ class TriggerConfig(Section):
     train_stage: str = Field("train", description="MLflow stage tag of training runs (fallback state source)")
 
 
+class AttributesConfig(Section):
+    """Attribute extraction (``afmrl attributes extract``) and the attribute schema's use."""
+
+    backend: Literal["rules", "mllm"] = Field("rules", description="rules: lexicon + patterns; mllm: generation")
+    keys: list[str] = Field(default_factory=list, description="keys to extract; empty: the catalogue's stated keys")
+    use_provided: bool = Field(True, description="merge seller-stated attributes over extracted ones")
+    weights: dict[str, float] = Field(default_factory=dict, description="similarity weight per key; empty: schema's")
+    splits: list[str] = Field(default_factory=list, description="splits to extract; empty: every listing")
+    max_listings: int | None = Field(None, ge=1, description="extract at most this many listings (smoke runs)")
+    cache_path: str = Field("outputs/cache/extraction.sqlite", description="generation cache (SQLite)")
+    min_brand_products: int = Field(2, ge=1, description="rules: a mined brand opens titles of >= this many products")
+    max_brand_share: float = Field(0.5, gt=0, le=1, description="rules: ... and at most this share of all titles")
+
+
+class MLLMConfig(Section):
+    """The attribute-extraction MLLM: a folder or hub id, image caps and generation settings."""
+
+    model: str = Field("outputs/models/tiny-vlm", description="folder or id (Qwen2-VL family or a text causal LM)")
+    min_pixels: int = Field(56 * 56, ge=28 * 28, description="image processor lower pixel cap")
+    max_pixels: int = Field(56 * 56, ge=28 * 28, description="image processor upper pixel cap (vision tokens)")
+    use_images: bool = Field(True, description="false: text-only prompts even for listings with an image")
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    do_sample: bool = Field(False, description="greedy by default")
+    temperature: float = Field(0.7, gt=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    top_k: int = Field(50, ge=0)
+    max_description_chars: int = Field(300, ge=0)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+    seed: int = 0
+
+
+class SFTConfig(Section):
+    """SFT warm start of the extractor (``afmrl train sft``): teaches the JSON answer format."""
+
+    output_dir: str = "outputs/models/sft"
+    target_source: Literal["reference", "provided"] = Field(
+        "reference", description="answers from reference_attributes (train split only) or seller-stated ones"
+    )
+    splits: list[str] = Field(["train"], description="listings to learn from")
+    max_listings: int | None = Field(None, ge=1)
+    lora: Literal["auto", "on", "off"] = Field("auto", description="auto: full weights for an afmrl tiny model")
+    merge_lora: bool = Field(True, description="save merged weights (a plain model folder)")
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, description="> 0 overrides epochs")
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    seed: int = 0
+
+
+class RARConfig(Section):
+    """Retrieval-Augmented Reinforcement (``afmrl train rar``): GRPO + LoRA on the extractor."""
+
+    base_model: str | None = Field(None, description="extractor to reinforce; null: sft.output_dir")
+    output_dir: str = "outputs/models/rar"
+    encoder: str = Field("pretrained", description="frozen reward encoder: 'pretrained' or a trained encoder folder")
+    target: Literal["self", "product"] = Field("product", description="self: own image; product: same product_id")
+    gallery_modality: Literal["image", "text", "listing"] = "text"
+    gallery_splits: list[str] = Field(["train", "gallery"], description="gallery listings (target=product)")
+    gallery_size: int | None = Field(2000, ge=2, description="cap on gallery listings (distractors sampled)")
+    gallery_attributes: Literal["provided", "none"] = Field("provided", description="attributes in gallery texts")
+    splits: list[str] = Field(["train"], description="prompt listings")
+    max_prompts: int | None = Field(None, ge=1)
+    retrieval_weight: float = Field(1.0, ge=0)
+    format_weight: float = Field(0.2, ge=0)
+    margin_weight: float = Field(0.5, ge=0, description="similarity-margin term that grades equal ranks")
+    num_generations: int = Field(4, ge=2)
+    batch_size: int = Field(4, ge=1, description="completions per device step (multiple of num_generations)")
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(20, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    beta: float = Field(0.04, ge=0, description="KL coefficient (0: no reference model, no KL logged)")
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_completion_length: int = Field(64, ge=1)
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    merge_lora: bool = Field(True, description="also save merged weights next to the adapter")
+    logging_steps: int = Field(1, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _batch(self) -> RARConfig:
+        if (self.batch_size * self.grad_accum) % self.num_generations:
+            raise ValueError(
+                f"batch_size x grad_accum ({self.batch_size} x {self.grad_accum}) must be divisible by "
+                f"num_generations ({self.num_generations}): the per-device batch counts completions"
+            )
+        return self
+
+
 class Config(Section):
     """The whole configuration tree (the layout of params.yaml)."""
 
@@ -164,6 +264,10 @@ class Config(Section):
     encoder: EncoderConfig = EncoderConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    attributes: AttributesConfig = AttributesConfig()
+    mllm: MLLMConfig = MLLMConfig()
+    sft: SFTConfig = SFTConfig()
+    rar: RARConfig = RARConfig()
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

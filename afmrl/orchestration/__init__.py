@@ -1,0 +1,1 @@
+"""Orchestration helpers: when to retrain (``trigger``)."""
