@@ -137,10 +137,20 @@ class ContrastiveTrainer:
         found = sorted(self.ckpt_dir.glob(CHECKPOINT_GLOB))
         return found[-1] if found else None
 
+    def fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed: the training and model settings and the data."""
+        import hashlib
+
+        h = hashlib.sha256(json.dumps({"train": self.cfg.model_dump(exclude={"checkpoint_every", "log_every"}),
+                                       "encoder": self.model.cfg.model_dump()}, sort_keys=True).encode())  # fmt: skip
+        h.update("\n".join(self.pairs.ids).encode())
+        return h.hexdigest()[:16]
+
     def _save_checkpoint(self, step: int, opt: torch.optim.Optimizer, sched: Any) -> Path:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = self.ckpt_dir / f"step-{step:07d}.pt"
-        state = {"step": step, "model": self.model.trainable_state(), "loss": self.loss_fn.state_dict(),
+        state = {"step": step, "fingerprint": self.fingerprint(), "model": self.model.trainable_state(),
+                 "loss": self.loss_fn.state_dict(),
                  "opt": opt.state_dict(), "sched": sched.state_dict(), "torch_rng": torch.get_rng_state()}  # fmt: skip
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -154,6 +164,13 @@ class ContrastiveTrainer:
         if path is None:
             return 0
         state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != self.fingerprint():
+            from afmrl.progress import console
+
+            console.print(f"[yellow]checkpoints in {self.ckpt_dir} come from other settings or data: starting afresh")
+            for old in self.ckpt_dir.glob(CHECKPOINT_GLOB):
+                old.unlink()
+            return 0
         self.model.load_state_dict(state["model"], strict=False)
         self.loss_fn.load_state_dict(state["loss"])
         opt.load_state_dict(state["opt"])

@@ -31,22 +31,29 @@ def test_dvc_repro_end_to_end(tmp_path):
     shutil.copy(REPO / "dvc.yaml", work)
     shutil.copytree(REPO / "afmrl", work / "afmrl", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["synth"].update(n_base_products=5, listings_per_product=2, image_size=64)
+    params["synth"].update(n_base_products=6, listings_per_product=3, image_size=64)
+    params["train"].update(steps=30, batch_size=8, checkpoint_every=10)
+    params["encoder"].update(image_size=64)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     _dvc(work, "init", "--no-scm", "-q")
 
     out = _dvc(work, "repro")
-    assert "Running stage 'synth'" in out and "Running stage 'validate'" in out
+    for stage in ("synth", "validate", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in out
     report = json.loads((work / "data/validated/report.json").read_text())
-    assert report["rows"] == 5 * 3 * 2 and report["gate_passed"]
+    assert report["rows"] == 6 * 3 * 3 and report["gate_passed"]
+    evaluation = json.loads((work / "outputs/eval/report.json").read_text())
+    assert 0.0 <= evaluation["metrics"]["listing_R@1"] <= 1.0
+    assert (work / "outputs/train/encoder/model.safetensors").exists()
     assert (work / "mlflow.db").exists()
 
     assert "Running stage" not in _dvc(work, "repro")  # nothing changed: nothing runs
 
-    params["validate"]["max_fail_share"] = 0.5
+    params["train"]["lr"] = 0.002  # a training parameter: only training and what follows re-run
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     out = _dvc(work, "repro")
-    assert "Running stage 'validate'" in out and "Running stage 'synth'" not in out
+    assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
+    assert "Running stage 'synth'" not in out and "Running stage 'validate'" not in out
 
     metrics = _dvc(work, "metrics", "show")
-    assert "fail_share" in metrics
+    assert "fail_share" in metrics and "listing_R@1" in metrics
