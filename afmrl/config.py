@@ -137,6 +137,38 @@ class TrackingConfig(Section):
         return self.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
+class GateRule(Section):
+    """One gating metric of the promotion gate (a key of ``report.json``'s ``metrics``)."""
+
+    min_improvement: float = Field(0.0, ge=0, description="absolute gain over the champion that counts as better")
+    max_regression: float = Field(0.0, ge=0, description="largest tolerated absolute drop below the champion")
+    floor: float | None = Field(None, description="absolute minimum for any candidate (the first one included)")
+
+
+class RegistryConfig(Section):
+    """Model registry and promotion gate (``afmrl promote``): names, aliases, gating rules."""
+
+    encoder_name: str = "afmrl-encoder"
+    extractor_name: str = "afmrl-attribute-extractor"
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    gate: dict[str, GateRule] = Field(
+        default_factory=lambda: {
+            "listing_R@1": GateRule(min_improvement=0.01, max_regression=0.0, floor=0.2),
+            "listing_mAP@10": GateRule(min_improvement=0.01, max_regression=0.01, floor=0.2),
+        },
+        description="metric -> rule; promote when no rule fails and at least one metric improves",
+    )
+
+    @model_validator(mode="after")
+    def _gate(self) -> RegistryConfig:
+        if not self.gate:
+            raise ValueError("registry.gate needs at least one metric")
+        if self.champion_alias == self.challenger_alias:
+            raise ValueError("champion_alias and challenger_alias must differ")
+        return self
+
+
 class TriggerConfig(Section):
     """When to retrain (``afmrl trigger``): data changed (DVC), catalogue drift (PSI), or age."""
 
@@ -172,7 +204,7 @@ class MLLMConfig(Section):
 
     model: str = Field("outputs/models/tiny-vlm", description="folder or id (Qwen2-VL family or a text causal LM)")
     min_pixels: int = Field(56 * 56, ge=28 * 28, description="image processor lower pixel cap")
-    max_pixels: int = Field(56 * 56, ge=28 * 28, description="image processor upper pixel cap (vision tokens)")
+    max_pixels: int = Field(64 * 64, ge=28 * 28, description="image processor upper pixel cap (vision tokens)")
     use_images: bool = Field(True, description="false: text-only prompts even for listings with an image")
     batch_size: int = Field(8, ge=1)
     max_new_tokens: int = Field(64, ge=1)
@@ -195,7 +227,7 @@ class SFTConfig(Section):
     )
     splits: list[str] = Field(["train"], description="listings to learn from")
     max_listings: int | None = Field(None, ge=1)
-    lora: Literal["auto", "on", "off"] = Field("auto", description="auto: full weights for an afmrl tiny model")
+    method: Literal["auto", "lora", "full"] = Field("auto", description="auto: full for an afmrl tiny model, else LoRA")
     merge_lora: bool = Field(True, description="save merged weights (a plain model folder)")
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
@@ -260,6 +292,7 @@ class Config(Section):
     splits: SplitConfig = SplitConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     tracking: TrackingConfig = TrackingConfig()
+    registry: RegistryConfig = RegistryConfig()
     trigger: TriggerConfig = TriggerConfig()
     encoder: EncoderConfig = EncoderConfig()
     train: TrainConfig = TrainConfig()
@@ -317,6 +350,20 @@ def _format_errors(exc: ValidationError, source: str) -> ConfigError:
         fields.append(path)
         lines.append(f"{path}: {err['msg']}")
     return ConfigError("; ".join(lines), file=source, field=fields[0] if fields else None)
+
+
+def config_from_text(text: str, overrides: list[str] | None = None, source: str = "<params text>") -> Config:
+    """The configuration from params.yaml's text (how Kubeflow components receive it) plus overrides."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=source) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping", file=source)
+    try:
+        return Config.model_validate(_merge(data, parse_overrides(overrides)))
+    except ValidationError as exc:
+        raise _format_errors(exc, source) from None
 
 
 def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Config:

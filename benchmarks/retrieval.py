@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("AFMRL_PROGRESS", "off")
@@ -143,9 +144,11 @@ def main() -> None:
         overrides.append(f"train.batch_size={args.batch}")
     if args.eval_split:
         overrides.append(f"eval.split={args.eval_split}")
-    base = load_config(REPO / "params.yaml", overrides)
     work = args.work or Path("outputs/benchmarks") / args.dataset
     work.mkdir(parents=True, exist_ok=True)
+    params = work / "params.snapshot.yaml"  # one snapshot: every run of this benchmark uses the same settings
+    params.write_text(yaml.safe_dump(load_config(REPO / "params.yaml").to_dict()))
+    base = load_config(params, overrides)
     cache = work / "feature-cache"
     t_start = time.perf_counter()
     catalog_dir = prepare_catalog(args, base, work)
@@ -167,7 +170,7 @@ def main() -> None:
                 metrics, split = evaluate(base, catalog_dir, model0, cache, zero_shot=True)
                 train_stats: dict[str, float] = {}
             else:
-                cfg = load_config(REPO / "params.yaml", [*overrides, f"train.method={method}", f"train.sampler={sampler}",
+                cfg = load_config(params, [*overrides, f"train.method={method}", f"train.sampler={sampler}",
                                                         f"train.seed={seed}", "train.checkpoint_every=100000",
                                                         "train.log_every=20"])  # fmt: skip
                 torch.manual_seed(seed)

@@ -25,6 +25,9 @@ class EvaluateStageResult:
     report_path: Path
     result: EvalResult
 
+    def metrics(self) -> dict[str, float]:
+        return {k: v for k, v in self.result.metrics.items() if np.isfinite(v) and not k.endswith("queries")}
+
 
 def evaluation_rows(listings, split: str):
     """The rows to embed: the eval split, the shop catalogue and, when there is one, the train photos."""

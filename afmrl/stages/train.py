@@ -27,6 +27,10 @@ class TrainStageResult:
     summary_path: Path
     result: TrainResult
 
+    def metrics(self) -> dict[str, float]:
+        return {"final_loss": self.result.final_loss, "samples_per_s": self.result.samples_per_s,
+                "steps": float(self.result.steps)}  # fmt: skip
+
 
 def flat_params(cfg: Config, sections: tuple[str, ...]) -> dict[str, object]:
     data = cfg.to_dict()

@@ -36,6 +36,9 @@ class ValidateResult:
     report_path: Path
     quarantine_path: Path
 
+    def metrics(self) -> dict[str, float]:
+        return {"passed": float(self.passed), "quarantined": float(self.quarantined), "fail_share": self.fail_share}
+
 
 def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ValidateResult:
     from afmrl.validation.expectations import run_suite  # GX import is slow: only when validating
