@@ -13,6 +13,11 @@ from typing import Annotated
 
 import typer
 
+from afmrl.commands import attributes as attributes_commands
+from afmrl.commands import index as index_commands
+from afmrl.commands import models as models_commands
+from afmrl.commands import rar as rar_commands
+from afmrl.commands import registry as registry_commands
 from afmrl.commands import train as train_commands
 from afmrl.commands.common import cfg_of as _cfg
 from afmrl.commands.common import guarded
@@ -30,6 +35,16 @@ app.add_typer(config_app, name="config")
 app.add_typer(train_commands.app, name="train")
 app.command("evaluate")(train_commands.evaluate_cmd)
 app.command("trigger")(trigger_cmd)
+app.add_typer(attributes_commands.app, name="attributes")
+app.add_typer(models_commands.app, name="models")
+train_commands.app.command("sft")(rar_commands.train_sft)
+train_commands.app.command("rar")(rar_commands.train_rar)
+app.command("promote")(registry_commands.promote_cmd)
+app.command("ui")(registry_commands.ui_cmd)
+app.command("register-extractor")(registry_commands.register_extractor_cmd)
+app.add_typer(registry_commands.run_app, name="run")
+app.add_typer(index_commands.app, name="index")
+app.command("search")(index_commands.search_cmd)
 
 
 @app.callback()

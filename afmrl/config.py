@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from afmrl.errors import ConfigError
 
@@ -124,6 +124,38 @@ class EvalConfig(Section):
     split: str = Field("test", description="evaluation split (falls back to val when absent)")
     ks: list[int] = [1, 5, 10]
     seed: int = 0
+
+
+class IndexConfig(Section):
+    """Milvus index of listing embeddings (``afmrl index build``, ``afmrl search``).
+
+    ``uri`` falls back to MILVUS_URI, then to Milvus Lite at ``outputs/milvus.db`` (a local folder; one
+    process at a time). ``http(s)://host:19530`` is a Milvus standalone/cluster (or Zilliz Cloud); its
+    token comes from ``token`` or MILVUS_TOKEN and is never printed or logged.
+    """
+
+    uri: str | None = Field(None, description="null: $MILVUS_URI, else outputs/milvus.db (Milvus Lite)")
+    token: SecretStr | None = Field(None, description="null: $MILVUS_TOKEN (prefer the environment)")
+    index_type: Literal["auto", "FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "AUTOINDEX"] = Field(
+        "auto", description="auto: FLAT on Milvus Lite, HNSW on a server"
+    )
+    metric: Literal["IP", "COSINE", "L2"] = Field("IP", description="IP on normalised vectors = cosine")
+    params: dict[str, int | float] = Field(default_factory=dict, description="build params ({nlist}, {M, efConstruction})")
+    search_params: dict[str, int | float] = Field(default_factory=dict, description="{nprobe} / {ef}; {}: defaults")
+    batch_size: int = Field(256, ge=1, description="listings embedded and upserted per batch")
+    collection_prefix: str = Field("afmrl_listings", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    version: str | None = Field(None, description="collection suffix; null: the encoder's fingerprint")
+    alias: str = Field("afmrl_serving", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="serving alias")
+    splits: list[str] = Field(default_factory=list, description="listings to index; empty: every listing")
+    prune: bool = Field(True, description="delete indexed listings that are no longer in the catalogue")
+    top_k: int = Field(10, ge=1, le=16384)
+    evaluate: bool = Field(False, description="the evaluate stage also scores retrieval through the index")
+
+    def resolved_uri(self) -> str:
+        return self.uri or os.environ.get("MILVUS_URI") or "outputs/milvus.db"
+
+    def resolved_token(self) -> str | None:
+        return self.token.get_secret_value() if self.token else os.environ.get("MILVUS_TOKEN") or None
 
 
 class TrackingConfig(Section):
@@ -297,6 +329,7 @@ class Config(Section):
     encoder: EncoderConfig = EncoderConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    index: IndexConfig = IndexConfig()
     attributes: AttributesConfig = AttributesConfig()
     mllm: MLLMConfig = MLLMConfig()
     sft: SFTConfig = SFTConfig()

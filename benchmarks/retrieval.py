@@ -56,7 +56,9 @@ DATASETS: dict[str, dict] = {
 }  # fmt: skip
 RUNS = [("zero-shot", None, "random"), ("infonce", "infonce", "random"), ("gist", "gist", "random"),
         ("agcl", "agcl", "random"), ("oracle", "oracle", "random"), ("infonce+hard", "infonce", "hard"),
-        ("agcl+hard", "agcl", "hard")]  # fmt: skip
+        ("agcl+hard", "agcl", "hard"), ("agcl+fnpos", "agcl", "random")]  # fmt: skip
+# extra settings per run name (agcl+fnpos: AGCL's false negatives become extra positives)
+RUN_OVERRIDES = {"agcl+fnpos": ["train.fn_as_positive=true"]}
 REPORTED = ["R@1", "R@5", "R@10", "mAP@10", "MRR"]
 
 
@@ -133,6 +135,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="work folder (catalogue import, feature cache)")
     ap.add_argument("--out", type=Path, default=Path("results.json"))
     ap.add_argument("--md", type=Path, default=None, help="Markdown table (default: OUT with .md)")
+    ap.add_argument("--merge", action="store_true", help="keep the other methods already in OUT")
     args = ap.parse_args()
     if args.dataset != "synthetic" and not args.data:
         ap.error(f"--data is required for {args.dataset}")
@@ -172,7 +175,7 @@ def main() -> None:
             else:
                 cfg = load_config(params, [*overrides, f"train.method={method}", f"train.sampler={sampler}",
                                                         f"train.seed={seed}", "train.checkpoint_every=100000",
-                                                        "train.log_every=20"])  # fmt: skip
+                                                        "train.log_every=20", *RUN_OVERRIDES.get(name, [])])  # fmt: skip
                 torch.manual_seed(seed)
                 model = DualEncoder(cfg.encoder)
                 trainer = ContrastiveTrainer(model, pairs, cfg.train, work / "runs" / f"{name}-{seed}", cache_dir=cache)
@@ -209,6 +212,10 @@ def main() -> None:
     if "trainer_samples_per_s" in throughput:
         throughput["trainer_vs_bare_loop"] = throughput["trainer_samples_per_s"] / throughput["bare_loop_samples_per_s"]
 
+    if args.merge and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        results = {**previous["methods"], **results}
+        throughput = {**previous.get("throughput", {}), **throughput}
     out = {"dataset": args.dataset, "eval_split": split, "primary_metric": spec["primary"], "steps": args.steps,
            "batch_size": base.train.batch_size, "seeds": args.seeds, "overrides": overrides, "methods": results,
            "throughput": throughput, "seconds": time.perf_counter() - t_start,

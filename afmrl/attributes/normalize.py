@@ -73,7 +73,7 @@ _units("volume", 1000, "l", "lt", "ltr", "ltrs", "liter", "liters", "litre", "li
 _units("length", 1, "mm", "millimeter", "millimeters", "millimetre", "millimetres")
 _units("length", 10, "cm", "centimeter", "centimeters", "centimetre", "centimetres")
 _units("length", 1000, "m", "meter", "meters", "metre", "metres")
-_units("inch", 1, "in", "inch", "inches", '"', "''", "”", "″", "zoll")
+_units("inch", 1, "in", "inch", "inches", '"', "''", "\u201d", "\u2033", "\u2032\u2032", "zoll")  # NFKC: ″ -> ′′
 _units("mass", 1, "g", "gr", "gram", "grams", "gramm")
 _units("mass", 1000, "kg", "kilo", "kilos", "kilogram", "kilograms")
 _units("ounce", 1, "oz", "ounce", "ounces", "fl oz", "fl. oz", "floz")
@@ -200,6 +200,8 @@ def normalize_enum(value: object, synonyms: dict[str, str]) -> str | None:
         return None
     if text in synonyms:
         return synonyms[text]
+    if text in synonyms.values():  # already canonical ("phone case" must not become "phone phone case")
+        return text
     words = [synonyms.get(w, w) for w in text.split(" ")]
     return " ".join(words)
 

@@ -26,7 +26,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except AfmrlError as exc:
-            console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False, soft_wrap=True)
+            from afmrl.tracking.redact import scrub  # no credentials on the console, even in errors
+
+            console.print(f"[bold red]error[/] ({type(exc).__name__}): {scrub(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

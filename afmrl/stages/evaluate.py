@@ -38,22 +38,39 @@ def evaluation_rows(listings, split: str):
 
 
 def evaluate(cfg: Config, catalog_dir: str | Path, model: DualEncoder, cache_dir: str | Path | None,
-             zero_shot: bool = False) -> tuple[EvalResult, str]:  # fmt: skip
+             zero_shot: bool = False, index_collection: str | None = None) -> tuple[EvalResult, str]:  # fmt: skip
+    """``index_collection``: also score the ``listing`` task through that Milvus collection (index_listing_*)."""
     catalog = read_catalog(catalog_dir)
     split = resolve_split(catalog.listings, cfg.eval.split)
     rows = evaluation_rows(catalog.listings, split)
     emb = embed_listings(model, catalog, rows, cfg.encoder, cache_dir, zero_shot=zero_shot)
-    return evaluate_embeddings(rows, emb, split, cfg.eval.ks, cfg.eval.seed), split
+    result = evaluate_embeddings(rows, emb, split, cfg.eval.ks, cfg.eval.seed)
+    if index_collection:
+        from afmrl.retrieval.index_eval import evaluate_index
+        from afmrl.retrieval.milvus import MilvusIndex
+
+        with MilvusIndex.from_config(cfg.index) as index:
+            result.metrics.update(evaluate_index(index, index_collection, rows, emb.listing, split, cfg.eval.ks,
+                                                 cfg.eval.seed, exact=result))  # fmt: skip
+    return result, split
 
 
 def run(cfg: Config, catalog_dir: str | Path, encoder_dir: str | Path, out_dir: str | Path,
-        cache_dir: str | Path | None = None) -> EvaluateStageResult:  # fmt: skip
+        cache_dir: str | Path | None = None, with_index: bool | None = None) -> EvaluateStageResult:  # fmt: skip
+    """``with_index`` (default ``index.evaluate``): also report Milvus figures beside the exact ones."""
     model = DualEncoder.from_pretrained(encoder_dir)
     cfg = cfg.model_copy(update={"encoder": model.cfg})
-    result, split = evaluate(cfg, catalog_dir, model, cache_dir or Path(out_dir) / "feature-cache")
+    collection = None
+    if cfg.index.evaluate if with_index is None else with_index:
+        from afmrl.stages.index import collection_for_encoder
+
+        collection = collection_for_encoder(cfg, encoder_dir)
+    result, split = evaluate(cfg, catalog_dir, model, cache_dir or Path(out_dir) / "feature-cache",
+                             index_collection=collection)  # fmt: skip
     paths = write_report(result, out_dir, {"catalog": str(catalog_dir), "encoder": str(encoder_dir), "split": split})
     with stage_run(cfg.tracking, "evaluate") as run_:
         run_.log_params({"catalog": str(catalog_dir), "encoder": str(encoder_dir), "split": split})
+        run_.log_catalog(catalog_dir, context="evaluation")
         run_.log_metrics({k.replace("@", "_at_"): v for k, v in result.metrics.items() if np.isfinite(v)})
         for p in paths.values():
             run_.log_artifact(p)

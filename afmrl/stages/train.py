@@ -16,7 +16,7 @@ import torch
 from afmrl.catalog.io import read_catalog
 from afmrl.config import Config
 from afmrl.models.encoders.dual import DualEncoder
-from afmrl.tracking.runs import stage_run
+from afmrl.tracking.runs import preflight, stage_run
 from afmrl.training.data import build_pairs
 from afmrl.training.trainer import ContrastiveTrainer, TrainResult, save_training_config
 
@@ -38,7 +38,12 @@ def flat_params(cfg: Config, sections: tuple[str, ...]) -> dict[str, object]:
 
 
 def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path, cache_dir: str | Path | None = None,
-        train_splits: tuple[str, ...] = ("train",)) -> TrainStageResult:  # fmt: skip
+        train_splits: tuple[str, ...] = ("train",), attributes_file: str | Path | None = None) -> TrainStageResult:  # fmt: skip
+    """``attributes_file``: the extraction stage's output; sets ``encoder.attributes_source=file``."""
+    if attributes_file is not None:
+        cfg = cfg.model_copy(update={"encoder": cfg.encoder.model_copy(
+            update={"attributes_source": "file", "attributes_file": str(attributes_file)})})  # fmt: skip
+    preflight(cfg.tracking)  # an unreachable tracking server fails here, before any training
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     catalog = read_catalog(catalog_dir)
@@ -48,6 +53,7 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path, cache_dir: st
     with stage_run(cfg.tracking, f"train-{cfg.train.method}") as run_:
         run_.log_params({**flat_params(cfg, ("encoder", "train")), "catalog": str(catalog_dir), **{
             f"pairs.{k}": v for k, v in pairs.stats.items()}})  # fmt: skip
+        run_.log_catalog(catalog_dir, context="training")
         trainer = ContrastiveTrainer(model, pairs, cfg.train, out, cache_dir=cache_dir or out / "feature-cache",
                                      run=run_)  # fmt: skip
         result = trainer.train()

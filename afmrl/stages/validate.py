@@ -87,6 +87,7 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ValidateRe
         run_.log_params({"catalog": str(catalog_dir), **{f"validate.{k}": v for k, v in vcfg.model_dump().items()
                                                          if k != "currencies"}})  # fmt: skip
         run_.log_metrics({"rows": total, "passed": report["passed"], "quarantined": len(bad), "fail_share": share})
+        run_.log_catalog(catalog_dir, context="validation-input")
         run_.log_artifact(report_path)
         if len(bad):
             run_.log_artifact(quarantine_path)

@@ -1,0 +1,1 @@
+"""Attribute extractors: ``rules`` (lexicon + patterns, deterministic) and ``mllm`` (generation)."""

@@ -1,0 +1,149 @@
+"""Load an attribute-extraction MLLM (tiny local folder or a real id) through one code path.
+
+``load_mllm(path_or_id)`` registers :class:`AfmrlQwen2VLProcessor` with ``AutoProcessor`` and then
+calls ``from_pretrained``. The processor subclass drops the video processor (Qwen2-VL's video
+processor needs torchvision, which this project does not use); everything else is the stock
+``Qwen2VLProcessor``. Real ids (``Qwen/Qwen2-VL-2B-Instruct``, whose ``preprocessor_config.json``
+names the stock class) and the tiny folders written by :mod:`afmrl.models.tiny` go through the
+same function; a text-only causal LM folder gets its tokenizer as the "processor".
+
+``min_pixels`` / ``max_pixels`` cap the image size (the number of vision tokens), which is what
+keeps Qwen2-VL's memory in check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import Qwen2VLProcessor
+
+VLM_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
+
+
+class AfmrlQwen2VLProcessor(Qwen2VLProcessor):
+    """``Qwen2VLProcessor`` without a video processor (images and text only)."""
+
+    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
+        kwargs.pop("video_processor", None)
+        super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+
+
+_REGISTERED = False
+
+
+def register_processor() -> None:
+    """Make ``AutoProcessor`` resolve Qwen2-VL configs (and our saved class name) to the subclass."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from transformers import AutoProcessor, Qwen2VLConfig
+
+    AutoProcessor.register(Qwen2VLConfig, AfmrlQwen2VLProcessor, exist_ok=True)
+    _REGISTERED = True
+
+
+@dataclass
+class LoadedMLLM:
+    model: Any
+    processor: Any  # a processor for a VLM, a tokenizer for a text-only LM
+    is_vlm: bool
+    name: str
+    fingerprint: str
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+
+def model_type_of(path_or_id: str | Path) -> str:
+    from transformers import AutoConfig
+
+    from afmrl.errors import ConfigError
+
+    try:
+        return AutoConfig.from_pretrained(str(path_or_id)).model_type
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load model {str(path_or_id)!r} (a folder or hub id): {exc}".splitlines()[0],
+                          field="mllm.model") from None  # fmt: skip
+
+
+def load_processor(path_or_id: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None,
+                   model_type: str | None = None) -> Any:  # fmt: skip
+    """The processor of a VLM (video processor dropped, pixel caps applied) or a text LM's tokenizer."""
+    from transformers import AutoTokenizer
+
+    register_processor()
+    name = str(path_or_id)
+    if (model_type or model_type_of(name)) not in VLM_MODEL_TYPES:
+        tok = AutoTokenizer.from_pretrained(name)
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return tok
+    processor = AfmrlQwen2VLProcessor.from_pretrained(name)
+    ip = processor.image_processor
+    size = dict(ip.size) if getattr(ip, "size", None) else {}
+    if min_pixels is not None:
+        size["shortest_edge"] = int(min_pixels)
+    if max_pixels is not None:
+        size["longest_edge"] = int(max_pixels)
+    if size:
+        ip.size = type(ip.size)(**size) if not isinstance(ip.size, dict) else size
+    processor.tokenizer.padding_side = "left"  # batched generation pads on the left
+    return processor
+
+
+def model_fingerprint(path_or_id: str | Path) -> str:
+    """A short hash of the weights' identity: local files' sizes+mtimes+config, or the id itself."""
+    p = Path(str(path_or_id))
+    h = hashlib.sha256()
+    if p.is_dir():
+        for f in sorted(p.rglob("*")):
+            if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".jinja", ".txt", ".model"):
+                st = f.stat()
+                h.update(f.relative_to(p).as_posix().encode())
+                h.update(str(st.st_size).encode())
+                if f.suffix == ".json" or st.st_size < 1_000_000:
+                    h.update(f.read_bytes())
+                else:  # big weight files: size plus head and tail bytes, fast and content-sensitive
+                    with f.open("rb") as fh:
+                        h.update(fh.read(65536))
+                        fh.seek(-65536, 2)
+                        h.update(fh.read())
+    else:
+        h.update(str(path_or_id).encode())
+    return h.hexdigest()[:16]
+
+
+def load_mllm(
+    path_or_id: str | Path,
+    *,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+) -> LoadedMLLM:
+    """Register the processor subclass, then ``from_pretrained`` the model and its processor."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    register_processor()
+    name = str(path_or_id)
+    model_type = model_type_of(name)
+    processor = load_processor(name, min_pixels=min_pixels, max_pixels=max_pixels, model_type=model_type)
+    is_vlm = model_type in VLM_MODEL_TYPES
+    torch_dtype = getattr(torch, dtype)
+    cls = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
+    model = cls.from_pretrained(name, dtype=torch_dtype).to(device)
+    model.eval()
+    return LoadedMLLM(model=model, processor=processor, is_vlm=is_vlm, name=name, fingerprint=model_fingerprint(name))
+
+
+def read_build_info(path: str | Path) -> dict[str, Any]:
+    p = Path(path) / "afmrl_build.json"
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}

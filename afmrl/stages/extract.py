@@ -1,0 +1,189 @@
+"""Attribute extraction stage: every listing of a catalogue -> attributes (rules or MLLM backend).
+
+Outputs in ``out_dir``: ``attributes.parquet`` (one row per listing: ``listing_id``, ``raw`` (the
+model's text; the rules' JSON), ``attributes`` (JSON, after merging seller-stated attributes when
+``attributes.use_provided``), ``extracted`` (JSON, the backend's own), ``valid``, ``reason``,
+``seconds``, ``backend``, ``model``, ``cached``) and ``report.json`` (throughput, cache hits,
+valid-JSON rate, and per-key accuracy / micro-macro F1 against ``reference_attributes`` where the
+catalogue has them, for ``attributes`` and for ``extracted``). MLLM generations go through the
+generation cache (``attributes.cache_path``): a re-run only generates listings that changed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from afmrl.attributes.evaluate import evaluate_attributes, flat_metrics
+from afmrl.attributes.parse import parse_attributes
+from afmrl.attributes.schema import DEFAULT_SCHEMA, GENERAL_KEYS, AttributeSchema
+from afmrl.catalog.io import Catalog, read_catalog
+from afmrl.catalog.schema import parse_json_object, to_json
+from afmrl.config import Config
+from afmrl.errors import ConfigError, DataError
+from afmrl.progress import progress
+from afmrl.tracking.runs import stage_run
+
+TABLE_FILE = "attributes.parquet"
+REPORT_FILE = "report.json"
+COLUMNS = ("listing_id", "raw", "attributes", "extracted", "valid", "reason", "seconds", "backend", "model", "cached")
+
+
+@dataclass
+class ExtractResult:
+    out_dir: Path
+    table_path: Path
+    report_path: Path
+    n: int
+    generated: int
+    cache_hits: int
+    valid_rate: float
+    listings_per_s: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def numeric_metrics(self) -> dict[str, float]:
+        """The flat numeric figures (what a Kubeflow Metrics artifact takes)."""
+        base = {"listings": float(self.n), "generated": float(self.generated), "cache_hits": float(self.cache_hits),
+                "valid_rate": self.valid_rate, "listings_per_s": self.listings_per_s}  # fmt: skip
+        return {**base, **{k: float(v) for k, v in self.metrics.items() if isinstance(v, int | float)}}
+
+
+def resolve_keys(requested: list[str], listings: pd.DataFrame, schema: AttributeSchema = DEFAULT_SCHEMA) -> list[str]:
+    """``attributes.keys``, or the keys sellers state in this catalogue (a general set when < 2)."""
+    if requested:
+        unknown = [k for k in requested if k not in schema]
+        if unknown:
+            raise ConfigError(f"unknown attribute key(s) {unknown}; the schema has {list(schema.keys)}",
+                              field="attributes.keys")  # fmt: skip
+        return list(schema.ordered({k: 1 for k in requested}))
+    stated: set[str] = set()
+    for a in listings["attributes"]:
+        stated |= set(schema.normalize(parse_json_object(a)))
+    if len(stated) < 2:
+        stated |= set(GENERAL_KEYS)
+    return list(schema.ordered({k: 1 for k in stated}))
+
+
+def select_listings(catalog: Catalog, splits: list[str], max_listings: int | None) -> pd.DataFrame:
+    df = catalog.listings
+    if splits:
+        df = df[df["split"].isin(splits)]
+    if max_listings is not None:
+        df = df.head(max_listings)
+    if df.empty:
+        raise DataError(f"no listings to extract (splits {splits or 'all'})", field="split")
+    return df.reset_index(drop=True)
+
+
+def _rules(cfg: Config, catalog: Catalog, df: pd.DataFrame, keys: list[str]) -> tuple[list[dict[str, Any]], str]:
+    from afmrl.attributes.extractors.rules import RuleExtractor
+
+    a = cfg.attributes
+    # the lexicon is mined from the whole catalogue (titles and stated brands: inputs, not labels)
+    ex = RuleExtractor.from_listings(catalog.listings, keys=keys, use_provided=False, min_products=a.min_brand_products,
+                                     max_share=a.max_brand_share)  # fmt: skip
+    rows = []
+    with progress("extract (rules)", len(df), unit="listings") as advance:
+        for r in df.to_dict("records"):
+            t0 = time.perf_counter()
+            attrs = ex.extract(r["title"], r["description"], r["category"])  # stated ones are merged in run()
+            rows.append({"raw": json.dumps(attrs, ensure_ascii=False), "extracted": attrs, "valid": True,
+                         "reason": None, "seconds": time.perf_counter() - t0, "cached": False})  # fmt: skip
+            advance(1)
+    return rows, ex.fingerprint
+
+
+def _mllm(cfg: Config, catalog: Catalog, df: pd.DataFrame, keys: list[str]) -> tuple[list[dict[str, Any]], str]:
+    from afmrl.attributes.cache import GenerationCache
+    from afmrl.attributes.extractors.mllm import ListingInput, MLLMExtractor
+    from afmrl.models.mllm import load_mllm
+
+    m = cfg.mllm
+    loaded = load_mllm(m.model, min_pixels=m.min_pixels, max_pixels=m.max_pixels, dtype=m.dtype, device=m.device)
+    extractor = MLLMExtractor(loaded, m, keys)
+    items = [ListingInput(r["listing_id"], r["title"], r["description"],
+                          catalog.image_path(r["image"]) if r["image"] else None)
+             for r in df.to_dict("records")]  # fmt: skip
+    with GenerationCache(cfg.attributes.cache_path) as cache, progress("extract (mllm)", len(items), "listings") as adv:
+        gens = extractor.generate(items, cache, adv)
+    rows = []
+    for g in gens:
+        attrs, valid, reason = parse_attributes(g.raw)
+        attrs = {k: v for k, v in attrs.items() if k in keys}
+        rows.append({"raw": g.raw, "extracted": attrs, "valid": valid, "reason": reason, "seconds": g.seconds,
+                     "cached": g.cached})  # fmt: skip
+    return rows, f"{m.model}@{loaded.fingerprint}"
+
+
+def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ExtractResult:
+    a = cfg.attributes
+    started = time.perf_counter()
+    catalog = read_catalog(catalog_dir)
+    df = select_listings(catalog, a.splits, a.max_listings)
+    keys = resolve_keys(a.keys, catalog.listings)
+    rows, model = (_rules if a.backend == "rules" else _mllm)(cfg, catalog, df, keys)
+    finals = []
+    for r, provided in zip(rows, df["attributes"], strict=True):
+        final = dict(r["extracted"])
+        if a.use_provided:
+            final.update({k: v for k, v in DEFAULT_SCHEMA.normalize(parse_json_object(provided)).items()})
+        finals.append(DEFAULT_SCHEMA.ordered(final))
+    table = pd.DataFrame({
+        "listing_id": df["listing_id"], "raw": [r["raw"] for r in rows], "attributes": [to_json(f) for f in finals],
+        "extracted": [to_json(r["extracted"]) for r in rows], "valid": [bool(r["valid"]) for r in rows],
+        "reason": [r["reason"] for r in rows], "seconds": [float(r["seconds"]) for r in rows],
+        "backend": a.backend, "model": model, "cached": [bool(r["cached"]) for r in rows],
+    })  # fmt: skip
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table_path = out / TABLE_FILE
+    table.to_parquet(table_path, index=False)
+
+    generated = int((~table["cached"]).sum())
+    gen_seconds = float(table.loc[~table["cached"], "seconds"].sum())
+    refs = [parse_json_object(x) for x in df["reference_attributes"]]
+    has_ref = [i for i, r in enumerate(refs) if r]
+    metrics: dict[str, Any] = {}
+    if has_ref:
+        valid = [rows[i]["valid"] for i in has_ref]
+        metrics["attributes"] = evaluate_attributes([finals[i] for i in has_ref], [refs[i] for i in has_ref],
+                                                    valid=valid, keys=keys)  # fmt: skip
+        metrics["extracted"] = evaluate_attributes([rows[i]["extracted"] for i in has_ref],
+                                                   [refs[i] for i in has_ref], valid=valid, keys=keys)  # fmt: skip
+    report = {
+        "catalog": str(catalog_dir), "backend": a.backend, "model": model, "keys": keys, "listings": len(table),
+        "generated": generated, "cache_hits": len(table) - generated,
+        "valid_json_rate": float(table["valid"].mean()), "generation_seconds": gen_seconds,
+        "listings_per_s": generated / gen_seconds if gen_seconds > 0 else None,
+        "seconds": round(time.perf_counter() - started, 3), "metrics": metrics,
+    }  # fmt: skip
+    report_path = out / REPORT_FILE
+    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with stage_run(cfg.tracking, "extract", tags={"afmrl.backend": a.backend}) as run_:
+        run_.log_params({"catalog": str(catalog_dir), "model": model, "keys": ",".join(keys),
+                         **{f"attributes.{k}": v for k, v in a.model_dump().items()},
+                         **({f"mllm.{k}": v for k, v in cfg.mllm.model_dump().items()} if a.backend == "mllm" else {})})
+        logged = {"listings": len(table), "generated": generated, "cache_hits": report["cache_hits"],
+                  "valid_json_rate": report["valid_json_rate"]}  # fmt: skip
+        if report["listings_per_s"]:
+            logged["listings_per_s"] = report["listings_per_s"]
+        for name, m in metrics.items():
+            logged.update(flat_metrics(m, prefix=f"{name}."))
+        run_.log_metrics(logged)
+        run_.log_artifact(report_path)
+    return ExtractResult(out, table_path, report_path, len(table), generated, report["cache_hits"],
+                         report["valid_json_rate"], report["listings_per_s"] or 0.0, metrics)  # fmt: skip
+
+
+def read_attributes(path: str | Path) -> dict[str, dict[str, Any]]:
+    """``listing_id -> attributes`` from an extraction table (a folder or the Parquet file)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / TABLE_FILE
+    table = pd.read_parquet(p, columns=["listing_id", "attributes"])
+    return {lid: json.loads(a) for lid, a in zip(table["listing_id"], table["attributes"], strict=True)}

@@ -1,0 +1,197 @@
+"""Promotion stage: register the candidate encoder, gate it against the champion, move the alias.
+
+``run(cfg, encoder_dir, report_path, out_dir)``:
+
+1. registers ``encoder_dir`` as a new version of ``registry.encoder_name`` (an MLflow pyfunc, see
+   :mod:`afmrl.tracking.registry`), tagged with the report's gating metrics, and points the
+   ``challenger`` alias at it;
+2. reads the version the ``champion`` alias points at *now* and applies the gate
+   (:mod:`afmrl.tracking.promotion`) to the report's metrics;
+3. on pass moves ``champion`` to the new version; on fail leaves it where it was. Either way the
+   version is tagged with the decision, the reasons and the figures, and ``OUT/decision.json`` is
+   written: ``{"promoted": bool, "version": N, "reasons": [...], "champion_before": M, ...}``
+   (the KFP pipeline branches on ``promoted``; DVC shows the file as a metric).
+
+A rejection is a normal outcome (exit code 0); errors (no report, no tracking) fail the stage.
+:func:`promote_version` is the manual path (``afmrl promote --version N``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from afmrl.config import Config
+from afmrl.errors import ConfigError, DataError
+from afmrl.tracking.promotion import METRICS_TAG, GateOutcome, evaluate_gate, recorded_metrics
+from afmrl.tracking.runs import PARENT_RUN_ENV, catalog_digest, mlflow_key, stage_run
+
+DECISION_FILE = "decision.json"
+
+
+@dataclass
+class PromotionDecision:
+    promoted: bool
+    model: str
+    version: int
+    reasons: list[str]
+    champion_before: int | None
+    champion_after: int | None
+    decision: str  # promoted | rejected | manual
+    checks: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    report: str | None = None
+    decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"promoted": self.promoted, "version": self.version, "reasons": self.reasons,
+                "decision": self.decision, "model": self.model, "model_uri": self.model_uri,
+                "champion_before": self.champion_before, "champion_after": self.champion_after,
+                "checks": self.checks, "run_id": self.run_id, "report": self.report,
+                "decided_at": self.decided_at}  # fmt: skip
+
+    def write(self, out_dir: str | Path) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / DECISION_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return path
+
+
+def read_report(report_path: str | Path) -> dict[str, Any]:
+    path = Path(report_path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError("evaluation report not found (run `afmrl evaluate` first)", file=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"evaluation report is not JSON: {exc}", file=str(path)) from None
+    if not isinstance(report, dict) or not isinstance(report.get("metrics"), dict):
+        raise DataError("evaluation report has no 'metrics' object", file=str(path), field="metrics")
+    return report
+
+
+def _require_tracking(cfg: Config) -> None:
+    if not cfg.tracking.enabled:
+        raise ConfigError("promotion needs the MLflow registry: tracking.enabled is false", field="tracking.enabled")
+
+
+def _client(cfg: Config) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    uri = cfg.tracking.resolved_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _version_tags(outcome: GateOutcome, decision: str, champion: int | None) -> dict[str, str]:
+    tags = {"afmrl.decision": decision, "afmrl.reasons": " | ".join(outcome.reasons)[:7900],
+            "afmrl.compared_with": f"v{champion}" if champion is not None else "none"}  # fmt: skip
+    for name, check in outcome.checks.items():
+        if check.delta is not None:
+            tags[mlflow_key(f"afmrl.delta.{name}")] = f"{check.delta:+.6f}"
+    return tags
+
+
+def run(cfg: Config, encoder_dir: str | Path, report_path: str | Path, out_dir: str | Path) -> PromotionDecision:
+    """Register, gate, move the alias on pass; writes ``OUT/decision.json`` and returns the decision."""
+    from afmrl.tracking.registry import get_alias_version, log_encoder
+
+    _require_tracking(cfg)
+    reg = cfg.registry
+    report = read_report(report_path)
+    metrics = {k: v for k, v in report["metrics"].items() if isinstance(v, int | float)}
+    gated = {m: metrics.get(m) for m in reg.gate}
+    with stage_run(cfg.tracking, "promote") as run_:
+        client = _client(cfg)
+        run_.log_params({"encoder": str(encoder_dir), "report": str(report_path),
+                         **{f"registry.{k}": v for k, v in reg.model_dump().items()}})  # fmt: skip
+        run_.log_metrics({mlflow_key(k): float(v) for k, v in metrics.items() if math.isfinite(v)})
+        run_.log_artifact(report_path, artifact_path="evaluation")
+        recorded = json.dumps({k: v for k, v in metrics.items() if math.isfinite(v)}, sort_keys=True)
+        if len(recorded) > 7500:  # tag values are capped: keep the gating metrics
+            recorded = json.dumps({k: v for k, v in gated.items() if v is not None}, sort_keys=True)
+        eval_tags = {METRICS_TAG: recorded,
+                     "afmrl.eval_split": str(report.get("split", "")), "afmrl.eval_catalog": str(report.get("catalog", "")),
+                     "afmrl.promote_run_id": run_.run_id or ""}  # fmt: skip
+        catalog = report.get("catalog")
+        if catalog and (Path(catalog) / "listings.parquet").is_file():
+            eval_tags["afmrl.eval_catalog_digest"] = catalog_digest(catalog)
+        for name, value in gated.items():
+            if value is not None:
+                eval_tags[mlflow_key(f"metric.{name}")] = f"{float(value):.6f}"
+        version = log_encoder(encoder_dir, reg.encoder_name, tags=eval_tags)
+        number = int(version.version)
+        client.set_registered_model_alias(reg.encoder_name, reg.challenger_alias, str(number))
+
+        champion = get_alias_version(client, reg.encoder_name, reg.champion_alias)  # read now: manual moves count
+        champion_no = int(champion.version) if champion is not None else None
+        champ_metrics = recorded_metrics(client, champion) if champion is not None else None
+        outcome = evaluate_gate(metrics, champ_metrics, reg.gate, champion_label=f"champion v{champion_no}")
+        if outcome.promoted:
+            client.set_registered_model_alias(reg.encoder_name, reg.champion_alias, str(number))
+        decision = PromotionDecision(
+            promoted=outcome.promoted, model=reg.encoder_name, version=number, reasons=outcome.reasons,
+            champion_before=champion_no, champion_after=number if outcome.promoted else champion_no,
+            decision="promoted" if outcome.promoted else "rejected", checks=outcome.checks_dict(),
+            run_id=run_.run_id, report=str(report_path),
+        )  # fmt: skip
+        for key, value in _version_tags(outcome, decision.decision, champion_no).items():
+            client.set_model_version_tag(reg.encoder_name, str(number), key, value)
+        verdict = "promoted to" if outcome.promoted else "not promoted to"
+        client.update_model_version(reg.encoder_name, str(number), description=(
+            f"{verdict} {reg.champion_alias} (compared with "
+            f"{'v' + str(champion_no) if champion_no else 'the floors'}): " + "; ".join(outcome.reasons))[:5000])
+        run_.set_tags({"afmrl.decision": decision.decision, "afmrl.model_version": str(number)})
+        run_.log_metrics({"promoted": float(outcome.promoted), "model_version": float(number)})
+        path = decision.write(out_dir)
+        run_.log_artifact(path)
+        if parent := os.environ.get(PARENT_RUN_ENV):
+            for key, value in {"afmrl.promoted": str(outcome.promoted).lower(),
+                               "afmrl.encoder_version": str(number)}.items():  # fmt: skip
+                client.set_tag(parent, key, value)
+    return decision
+
+
+def promote_version(cfg: Config, version: int, reason: str | None = None, model: str = "encoder",
+                    out_dir: str | Path | None = None) -> PromotionDecision:  # fmt: skip
+    """Point ``champion`` at ``version`` by hand (``afmrl promote --version N``); audited as a run."""
+    from mlflow.exceptions import MlflowException
+
+    from afmrl.tracking.registry import get_alias_version
+
+    _require_tracking(cfg)
+    reg = cfg.registry
+    name = {"encoder": reg.encoder_name, "extractor": reg.extractor_name}.get(model)
+    if name is None:
+        raise ConfigError(f"--model {model!r}: choose encoder or extractor", field="--model")
+    with stage_run(cfg.tracking, "promote-manual") as run_:
+        client = _client(cfg)
+        try:
+            target = client.get_model_version(name, str(version))
+        except MlflowException:
+            raise DataError(f"{name} has no version {version}", field="--version") from None
+        before = get_alias_version(client, name, reg.champion_alias)
+        before_no = int(before.version) if before is not None else None
+        client.set_registered_model_alias(name, reg.champion_alias, str(target.version))
+        who = os.environ.get("USER") or getpass.getuser()
+        reasons = [f"promoted by hand by {who}" + (f": {reason}" if reason else "")]
+        for key, value in {"afmrl.decision": "manual", "afmrl.reasons": reasons[0],
+                           "afmrl.compared_with": f"v{before_no}" if before_no is not None else "none"}.items():  # fmt: skip
+            client.set_model_version_tag(name, str(version), key, value)
+        decision = PromotionDecision(True, name, int(version), reasons, before_no, int(version), "manual",
+                                     run_id=run_.run_id)  # fmt: skip
+        run_.log_params({"model": name, "version": version, "reason": reason or ""})
+        run_.set_tags({"afmrl.decision": "manual", "afmrl.model_version": str(version)})
+        if out_dir is not None:
+            run_.log_artifact(decision.write(out_dir))
+    return decision
