@@ -144,6 +144,16 @@ def validate_cmd(
     )
 
 
+@app.command("where")
+@guarded
+def where_cmd(ctx: typer.Context) -> None:
+    """Print where the pipeline's outputs are: MLflow store, Milvus index, evaluation report, decision."""
+    from afmrl.commands.common import where_lines
+
+    for line in where_lines(_cfg(ctx)):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     app()
 

@@ -32,3 +32,23 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def where_lines(cfg: Config) -> list[str]:
+    """Where the main job's outputs are (printed at the end of the README's first command)."""
+    import os
+    from pathlib import Path
+
+    index_uri = cfg.index.uri or os.environ.get("MILVUS_URI") or "outputs/milvus.db"
+    items = [
+        ("MLflow store", cfg.tracking.resolved_uri(), "look at it: afmrl ui"),
+        ("Milvus index", index_uri, f"alias {cfg.index.alias}; try: afmrl search --text \"...\""),
+        ("evaluation report", "outputs/eval/report.json", "and outputs/eval/summary.md"),
+        ("promotion decision", "outputs/promote/decision.json", ""),
+        ("validated catalogue", "data/validated/listings.parquet", "quarantine: data/validated/quarantine.parquet"),
+    ]
+    lines = []
+    for name, path, hint in items:
+        exists = path.startswith(("sqlite:", "http")) or Path(path).exists()
+        lines.append(f"{name:20s} {path}{'' if exists else '  (not there yet)'}" + (f"  ({hint})" if hint else ""))
+    return lines
