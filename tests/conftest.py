@@ -35,3 +35,22 @@ def synth_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate(c.synth, c.splits, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """2 shared cores: one intra-op thread is much faster for tiny models than two fighting other processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(synth_catalog, tmp_path_factory):
+    """A tiny Qwen2-VL built from a config, tokenizer trained on the synthetic catalogue."""
+    from afmrl.models.tiny import build_tiny
+
+    return build_tiny("vlm", tmp_path_factory.mktemp("tiny-vlm"), synth_catalog, vocab_size=512)

@@ -5,27 +5,12 @@ import shutil
 
 import pandas as pd
 import pytest
-import torch
 
 from afmrl.catalog import read_catalog, write_catalog
 from afmrl.config import load_config
 from afmrl.stages import extract
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """2 shared cores: one intra-op thread is much faster than two fighting other processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_vlm(synth_catalog, tmp_path_factory):
-    from afmrl.models.tiny import build_tiny
-
-    return build_tiny("vlm", tmp_path_factory.mktemp("tiny-vlm"), synth_catalog, vocab_size=512)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_rules_stage_writes_table_and_report(synth_catalog, tmp_path):

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from afmrl.attributes.schema import enhanced_text
 from afmrl.training.reward_encoder import BackboneEncoder
@@ -15,13 +14,7 @@ from afmrl.training.rewards import (
     retrieval_score,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

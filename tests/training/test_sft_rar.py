@@ -10,13 +10,7 @@ from afmrl.config import load_config
 from afmrl.models.mllm import load_mllm
 from afmrl.models.tiny import build_tiny
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

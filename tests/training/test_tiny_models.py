@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pytest
-import torch
 from PIL import Image
 
 from afmrl.attributes.extractors.mllm import ListingInput, MLLMExtractor
@@ -13,29 +12,18 @@ from afmrl.config import MLLMConfig
 from afmrl.models.mllm import AfmrlQwen2VLProcessor, load_mllm
 from afmrl.models.tiny import SPECIAL_TOKENS, build_tiny
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(synth_catalog, tmp_path_factory):
-    return build_tiny("vlm", tmp_path_factory.mktemp("tiny-vlm"), synth_catalog, vocab_size=512)
-
-
-def test_tiny_vlm_round_trip_and_image_tokens(tiny_folder, synth_catalog):
-    loaded = load_mllm(tiny_folder)
+def test_tiny_vlm_round_trip_and_image_tokens(tiny_vlm, synth_catalog):
+    loaded = load_mllm(tiny_vlm)
     assert loaded.is_vlm and isinstance(loaded.processor, AfmrlQwen2VLProcessor)
     assert loaded.model.__class__.__name__ == "Qwen2VLForConditionalGeneration"
     tok = loaded.tokenizer
     for t in SPECIAL_TOKENS:  # each special token is one id, never split
         assert len(tok(t, add_special_tokens=False)["input_ids"]) == 1
     assert loaded.model.config.image_token_id == tok.convert_tokens_to_ids("<|image_pad|>")
-    info = json.loads((tiny_folder / "afmrl_build.json").read_text())
+    info = json.loads((tiny_vlm / "afmrl_build.json").read_text())
     assert info["params"] < 1_000_000
     cat = read_catalog(synth_catalog)
     img = Image.open(cat.image_path(cat.listings["image"].iloc[0]))
@@ -49,11 +37,11 @@ def test_tiny_vlm_round_trip_and_image_tokens(tiny_folder, synth_catalog):
     assert out.shape[1] == inputs["input_ids"].shape[1] + 3 or out[0, -1].item() in tok.all_special_ids
 
 
-def test_real_hub_layout_goes_through_the_same_loader(tiny_folder, tmp_path):
+def test_real_hub_layout_goes_through_the_same_loader(tiny_vlm, tmp_path):
     """A folder laid out like Qwen/Qwen2-VL-2B-Instruct (stock processor class names in
     preprocessor_config.json, no processor_config.json) loads through load_mllm without torchvision."""
     hub = tmp_path / "hub-like"
-    shutil.copytree(tiny_folder, hub)
+    shutil.copytree(tiny_vlm, hub)
     proc_cfg = json.loads((hub / "processor_config.json").read_text())
     image_cfg = {**proc_cfg["image_processor"], "image_processor_type": "Qwen2VLImageProcessor",
                  "processor_class": "Qwen2VLProcessor", "min_pixels": 3136, "max_pixels": 12845056}  # fmt: skip
@@ -68,7 +56,7 @@ def test_real_hub_layout_goes_through_the_same_loader(tiny_folder, tmp_path):
     loaded = load_mllm(hub, min_pixels=28 * 28, max_pixels=56 * 56)
     assert isinstance(loaded.processor, AfmrlQwen2VLProcessor)
     assert loaded.processor.image_processor.size.longest_edge == 56 * 56  # the pixel cap was applied
-    assert loaded.fingerprint != load_mllm(tiny_folder).fingerprint  # other files, other cache key
+    assert loaded.fingerprint != load_mllm(tiny_vlm).fingerprint  # other files, other cache key
 
 
 def test_text_only_lm_and_mixed_batches(synth_catalog, tmp_path):
