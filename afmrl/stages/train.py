@@ -7,7 +7,6 @@ same command). Logged to MLflow: params, per-step loss/temperature/batch statist
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +65,3 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path, cache_dir: st
         run_.log_artifact(encoder_dir / "config.json", artifact_path="encoder")
         run_.log_artifact(encoder_dir / "model.safetensors", artifact_path="encoder")
     return TrainStageResult(encoder_dir, summary, result)
-
-
-def load_summary(out_dir: str | Path) -> dict:
-    return json.loads((Path(out_dir) / "training.json").read_text())

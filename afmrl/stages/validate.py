@@ -15,8 +15,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from afmrl.catalog.io import read_catalog, write_catalog
 from afmrl.config import Config
 from afmrl.errors import ValidationFailed
@@ -100,7 +98,3 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ValidateRe
             file=os.fspath(catalog_dir),
         )
     return result
-
-
-def quarantine_frame(path: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(path)
