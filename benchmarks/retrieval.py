@@ -90,8 +90,7 @@ def bare_loop(feats_a: torch.Tensor, feats_b: torch.Tensor, model: DualEncoder, 
     """Samples/s of the plainest loop over the same heads, loss and batch: no sampler, logging or checkpoints."""
     torch.manual_seed(seed)
     loss_fn = InfoNCELoss()
-    params = [p for n, p in model.named_parameters() if n.startswith(("image_head", "text_head", "gate"))]
-    opt = torch.optim.AdamW(params + list(loss_fn.parameters()), lr=1e-3)
+    opt = torch.optim.AdamW(model.head_parameters() + list(loss_fn.parameters()), lr=1e-3)
     proj = {"image": model.project_images, "text": model.project_texts}
     n = len(feats_a)
     t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from afmrl.catalog.io import Catalog
 from afmrl.config import EncoderConfig
 from afmrl.models.encoders.base import l2_normalize
 from afmrl.models.encoders.dual import DualEncoder
-from afmrl.training.data import listing_attributes, listing_texts
+from afmrl.training.data import image_paths, listing_attributes, listing_texts
 from afmrl.training.trainer import tower_features
 
 
@@ -38,7 +38,7 @@ def embed_listings(model: DualEncoder, catalog: Catalog, rows: pd.DataFrame, enc
     texts = listing_texts(rows, attrs, enc)
     txt_feats = torch.from_numpy(tower_features(model, "text", texts, cache_dir))
     has_image = rows["image"].notna().to_numpy().copy()
-    paths = [str(Path(catalog.image_root) / p) for p in rows["image"][has_image]]
+    paths = image_paths(catalog, rows["image"][has_image])
     img_feats = torch.from_numpy(tower_features(model, "image", paths, cache_dir)) if paths else None
     with torch.inference_mode():
         if zero_shot:

@@ -106,8 +106,8 @@ class ContrastiveTrainer:
     def _trainable(self) -> list[nn.Parameter]:
         """Heads, gate and temperature (computed once: walking the towers' modules every step costs ~8 %)."""
         if getattr(self, "_trainable_cache", None) is None:
-            heads = [p for n, p in self.model.named_parameters() if n.startswith(("image_head.", "text_head.", "gate."))]
-            self._trainable_cache = heads + [p for p in self.loss_fn.parameters() if p.requires_grad]
+            loss_params = [p for p in self.loss_fn.parameters() if p.requires_grad]
+            self._trainable_cache = self.model.head_parameters() + loss_params
         return self._trainable_cache
 
     def loss_extras(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -252,8 +252,7 @@ class ContrastiveTrainer:
         cfg = self.cfg
         acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         self.model.towers_trained = True
-        tower_params = [p for n, p in self.model.named_parameters() if n.startswith(("image_tower.", "text_tower."))]
-        opt = torch.optim.AdamW([{"params": tower_params, "lr": cfg.backbone_lr},
+        opt = torch.optim.AdamW([{"params": self.model.tower_parameters(), "lr": cfg.backbone_lr},
                                  {"params": self._trainable(), "lr": cfg.lr}], weight_decay=cfg.weight_decay)  # fmt: skip
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps))
         start = self._resume(opt, sched)

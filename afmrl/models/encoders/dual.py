@@ -58,6 +58,9 @@ class TextTower(nn.Module):
 
 
 class DualEncoder(nn.Module):
+    HEAD_PREFIXES = ("image_head.", "text_head.", "gate.")  # what frozen-backbone training updates
+    TOWER_PREFIXES = ("image_tower.", "text_tower.")  # what full fine-tuning adds
+
     def __init__(self, cfg: EncoderConfig, pretrained_towers: bool = True) -> None:
         super().__init__()
         if cfg.image_model != "efficientnet-lite0":
@@ -145,12 +148,17 @@ class DualEncoder(nn.Module):
             img[has] = torch.from_numpy(self.encode_images([im for im in images if im is not None]))
         return self.fuse(img, txt, has).numpy().astype(np.float32)
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n.startswith(self.HEAD_PREFIXES)]
+
+    def tower_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n.startswith(self.TOWER_PREFIXES)]
+
     # ---- persistence ----
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        keep = ("image_head.", "text_head.", "gate.")
         state = self.state_dict()
         if not self.towers_trained:
-            state = {k: v for k, v in state.items() if k.startswith(keep)}
+            state = {k: v for k, v in state.items() if k.startswith(self.HEAD_PREFIXES)}
         return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
     def save_pretrained(self, folder: str | Path) -> Path:
