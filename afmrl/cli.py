@@ -16,13 +16,11 @@ import typer
 from afmrl.commands import attributes as attributes_commands
 from afmrl.commands import index as index_commands
 from afmrl.commands import models as models_commands
-from afmrl.commands import rar as rar_commands
 from afmrl.commands import registry as registry_commands
 from afmrl.commands import train as train_commands
 from afmrl.commands.common import cfg_of as _cfg
-from afmrl.commands.common import guarded
+from afmrl.commands.common import guarded, root
 from afmrl.commands.trigger import trigger_cmd
-from afmrl.config import load_config
 from afmrl.progress import console
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -32,34 +30,18 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 app.add_typer(data_app, name="data")
 data_app.add_typer(import_app, name="import")
 app.add_typer(config_app, name="config")
-app.add_typer(train_commands.app, name="train")
+app.callback()(root)
+app.command("train")(train_commands.train_cmd)
 app.command("evaluate")(train_commands.evaluate_cmd)
 app.command("trigger")(trigger_cmd)
 app.add_typer(attributes_commands.app, name="attributes")
 app.add_typer(models_commands.app, name="models")
-train_commands.app.command("sft")(rar_commands.train_sft)
-train_commands.app.command("rar")(rar_commands.train_rar)
 app.command("promote")(registry_commands.promote_cmd)
 app.command("ui")(registry_commands.ui_cmd)
 app.command("register-extractor")(registry_commands.register_extractor_cmd)
 app.add_typer(registry_commands.run_app, name="run")
 app.add_typer(index_commands.app, name="index")
 app.command("search")(index_commands.search_cmd)
-
-
-@app.callback()
-@guarded
-def root(
-    ctx: typer.Context,
-    params: Annotated[Path, typer.Option("--params", "-p", help="params.yaml to read (the file DVC reads)")] = Path(
-        "params.yaml"
-    ),
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", "-s", help="override a parameter: key.path=value (repeatable)")
-    ] = None,
-) -> None:
-    """afmrl: attribute-guided product embeddings and identical-product search."""
-    ctx.obj = {"config": load_config(params, overrides)}
 
 
 @config_app.command("show")
@@ -76,11 +58,10 @@ def data_synth(
     out: Annotated[Path, typer.Option(help="catalogue folder to write")] = Path("data/synthetic"),
 ) -> None:
     """Write the deterministic synthetic catalogue (params: synth.*, splits.*)."""
-    from afmrl.catalog.synth import generate
+    from afmrl.stages import synth
 
-    cfg = _cfg(ctx)
-    path = generate(cfg.synth, cfg.splits, out)
-    console.print(f"synthetic catalogue: {path}")
+    result = synth.run(_cfg(ctx), out)
+    console.print(f"synthetic catalogue: {result.listings_path} ({result.listings} listings, {result.products} products)")
 
 
 @import_app.command("grocery-store")

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from afmrl.errors import ConfigError
 
@@ -87,7 +96,7 @@ class EncoderConfig(Section):
 
 
 class TrainConfig(Section):
-    """Contrastive training of the representation model (``afmrl train agcl``)."""
+    """Contrastive training of the representation model (``afmrl train``)."""
 
     method: Literal["infonce", "gist", "agcl", "oracle"] = "agcl"
     mode: Literal["frozen", "full"] = Field("frozen", description="frozen: cached backbone features, heads only")
@@ -149,7 +158,6 @@ class IndexConfig(Section):
     splits: list[str] = Field(default_factory=list, description="listings to index; empty: every listing")
     prune: bool = Field(True, description="delete indexed listings that are no longer in the catalogue")
     top_k: int = Field(10, ge=1, le=16384)
-    evaluate: bool = Field(False, description="the evaluate stage also scores retrieval through the index")
 
     def resolved_uri(self) -> str:
         return self.uri or os.environ.get("MILVUS_URI") or "outputs/milvus.db"
@@ -250,10 +258,44 @@ class MLLMConfig(Section):
     seed: int = 0
 
 
-class SFTConfig(Section):
-    """SFT warm start of the extractor (``afmrl train sft``): teaches the JSON answer format."""
+class TinyConfig(Section):
+    """The tiny offline extractor model (``afmrl models tiny``): random weights, a tokenizer learnt from the
+    catalogue; teach it the answer format with SFT (or set ``mllm.model`` to a real model id)."""
 
-    output_dir: str = "outputs/models/sft"
+    kind: Literal["vlm", "lm"] = Field("vlm", description="vlm: Qwen2-VL; lm: text-only Qwen2")
+    vocab_size: int = Field(2048, ge=300, description="BPE vocabulary size")
+    seed: int = Field(0, description="weight initialisation seed")
+
+
+# trl's own settings (``sft.trl`` / ``rar.trl``: trl.SFTConfig / trl.GRPOConfig fields by their own names,
+# checked against trl when the stage builds them, :func:`afmrl.training.hf.trl_args`). A key the user
+# leaves out takes these values; the device settings come from ``mllm.device`` (training_device_args).
+SFT_TRL_DEFAULTS: dict[str, Any] = {
+    "num_train_epochs": 3.0, "max_steps": -1, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+    "learning_rate": 2e-4, "lr_scheduler_type": "constant_with_warmup", "warmup_steps": 0, "logging_steps": 1,
+    "max_length": None, "completion_only_loss": True,
+}  # fmt: skip
+RAR_TRL_DEFAULTS: dict[str, Any] = {
+    "num_generations": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_steps": 20,
+    "learning_rate": 5e-5, "beta": 0.04, "temperature": 1.0, "top_p": 1.0, "max_completion_length": 64,
+    "loss_type": "dapo", "logging_steps": 1, "log_completions": False,
+}  # fmt: skip
+# trl fields afmrl sets itself: the key -> where it comes from
+SFT_TRL_OWNED = {"output_dir": "the stage's output folder (--out)", "seed": "sft.seed"}
+RAR_TRL_OWNED = {"output_dir": "the stage's output folder (--out)", "seed": "rar.seed",
+                 "reward_weights": "rar.retrieval_weight and rar.format_weight"}  # fmt: skip
+
+
+def _trl_args(given: dict[str, Any], defaults: dict[str, Any], owned: dict[str, str]) -> dict[str, Any]:
+    for key in given:
+        if key in owned:
+            raise PydanticCustomError("trl_arg", "afmrl sets it from {owner}: leave it out", {"key": key, "owner": owned[key]})
+    return {**defaults, **given}
+
+
+class SFTConfig(Section):
+    """SFT warm start of the extractor (``afmrl models sft``): teaches the JSON answer format."""
+
     target_source: Literal["reference", "provided"] = Field(
         "reference", description="answers from reference_attributes (train split only) or seller-stated ones"
     )
@@ -265,20 +307,19 @@ class SFTConfig(Section):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
-    epochs: float = Field(3.0, gt=0)
-    max_steps: int = Field(-1, description="> 0 overrides epochs")
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    learning_rate: float = Field(2e-4, gt=0)
-    seed: int = 0
+    seed: int = Field(0, description="torch and trl's seed")
+    trl: dict[str, Any] = Field(default_factory=lambda: dict(SFT_TRL_DEFAULTS), validate_default=True,
+                                description="trl.SFTConfig fields by their own names; unset ones: SFT_TRL_DEFAULTS")  # fmt: skip
+
+    @field_validator("trl")
+    @classmethod
+    def _trl(cls, given: dict[str, Any]) -> dict[str, Any]:
+        return _trl_args(given, SFT_TRL_DEFAULTS, SFT_TRL_OWNED)
 
 
 class RARConfig(Section):
-    """Retrieval-Augmented Reinforcement (``afmrl train rar``): GRPO + LoRA on the extractor."""
+    """Retrieval-Augmented Reinforcement (``afmrl models rar``): GRPO + LoRA on the extractor."""
 
-    base_model: str | None = Field(None, description="extractor to reinforce; null: sft.output_dir")
-    output_dir: str = "outputs/models/rar"
-    encoder: str = Field("pretrained", description="frozen reward encoder: 'pretrained' or a trained encoder folder")
     target: Literal["self", "product"] = Field("product", description="self: own image; product: same product_id")
     gallery_modality: Literal["image", "text", "listing"] = "text"
     gallery_splits: list[str] = Field(["train", "gallery"], description="gallery listings (target=product)")
@@ -289,32 +330,30 @@ class RARConfig(Section):
     retrieval_weight: float = Field(1.0, ge=0)
     format_weight: float = Field(0.2, ge=0)
     margin_weight: float = Field(0.5, ge=0, description="similarity-margin term that grades equal ranks")
-    num_generations: int = Field(4, ge=2)
-    batch_size: int = Field(4, ge=1, description="completions per device step (multiple of num_generations)")
-    grad_accum: int = Field(1, ge=1)
-    max_steps: int = Field(20, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
-    beta: float = Field(0.04, ge=0, description="KL coefficient (0: no reference model, no KL logged)")
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_completion_length: int = Field(64, ge=1)
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
     merge_lora: bool = Field(True, description="also save merged weights next to the adapter")
-    logging_steps: int = Field(1, ge=1)
-    seed: int = 0
+    seed: int = Field(0, description="gallery distractors, prompt sample, torch and trl's seed")
+    trl: dict[str, Any] = Field(default_factory=lambda: dict(RAR_TRL_DEFAULTS), validate_default=True,
+                                description="trl.GRPOConfig fields by their own names; unset ones: RAR_TRL_DEFAULTS")  # fmt: skip
 
-    @model_validator(mode="after")
-    def _batch(self) -> RARConfig:
-        if (self.batch_size * self.grad_accum) % self.num_generations:
-            raise ValueError(
-                f"batch_size x grad_accum ({self.batch_size} x {self.grad_accum}) must be divisible by "
-                f"num_generations ({self.num_generations}): the per-device batch counts completions"
-            )
-        return self
+    @field_validator("trl")
+    @classmethod
+    def _trl(cls, given: dict[str, Any]) -> dict[str, Any]:
+        args = _trl_args(given, RAR_TRL_DEFAULTS, RAR_TRL_OWNED)
+        if "generation_batch_size" in given or "steps_per_generation" in given:
+            return args  # trl checks its own generation batch rules
+        per, acc, gens = (args.get(k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps",
+                                                 "num_generations"))  # fmt: skip
+        if all(isinstance(v, int) and v > 0 for v in (per, acc, gens)) and (per * acc) % gens:
+            raise PydanticCustomError(
+                "trl_arg", "per_device_train_batch_size x gradient_accumulation_steps ({per} x {acc}) must be "
+                "divisible by num_generations ({gens}): the per-device batch counts completions",
+                {"key": "num_generations", "per": per, "acc": acc, "gens": gens},
+            )  # fmt: skip
+        return args
 
 
 class Config(Section):
@@ -332,6 +371,7 @@ class Config(Section):
     index: IndexConfig = IndexConfig()
     attributes: AttributesConfig = AttributesConfig()
     mllm: MLLMConfig = MLLMConfig()
+    tiny: TinyConfig = TinyConfig()
     sft: SFTConfig = SFTConfig()
     rar: RARConfig = RARConfig()
 
@@ -379,7 +419,8 @@ def _format_errors(exc: ValidationError, source: str) -> ConfigError:
     lines = []
     fields = []
     for err in exc.errors():
-        path = ".".join(str(p).rstrip("_") for p in err["loc"])
+        loc = [*err["loc"], *([err["ctx"]["key"]] if err["type"] == "trl_arg" else [])]  # a key of sft.trl / rar.trl
+        path = ".".join(str(p).rstrip("_") for p in loc)
         fields.append(path)
         lines.append(f"{path}: {err['msg']}")
     return ConfigError("; ".join(lines), file=source, field=fields[0] if fields else None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AfmrlError(Exception):
     """A user-facing error. The CLI prints it without a traceback and exits non-zero."""
@@ -41,3 +43,22 @@ class DataError(AfmrlError):
 
 class ValidationFailed(AfmrlError):
     """The validation gate rejected more rows than the configured threshold."""
+
+
+class TriggerError(AfmrlError):
+    """A retrain-trigger check could not run (e.g. ``dvc status`` failed, a state file is unreadable)."""
+
+
+def read_json_file(path: str, missing: str, error: type[AfmrlError] | None = None) -> Any:
+    """The JSON document in ``path``; a missing file raises ``error`` (DataError by default) with the
+    hint ``missing`` (e.g. "run `afmrl promote` first"), invalid JSON one that names the file."""
+    import json
+    from pathlib import Path
+
+    error = error or DataError
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"not found ({missing})", file=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise error(f"not valid JSON: {exc}", file=str(path)) from None

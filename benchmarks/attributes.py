@@ -6,7 +6,7 @@ On the synthetic catalogue (``synth.*`` defaults: 24 base products, 72 products,
 1. rules backend on every listing: listings/s, per-key accuracy and micro/macro F1 against
    ``reference_attributes``, with the seller-stated attributes merged (``attributes``) and without
    (``extracted``);
-2. a tiny Qwen2-VL (afmrl ``models build-tiny``) warm-started by SFT on the train split, then greedy
+2. a tiny Qwen2-VL (``afmrl models tiny``) warm-started by SFT on the train split, then greedy
    extraction of the val + test listings (never trained on): listings/s (batch ``mllm.batch_size``,
    one CPU thread), valid-JSON rate and F1; a re-run to show the cache;
 3. RAR: ``--rar-steps`` GRPO steps (LoRA, target ``product``, text gallery, frozen MiniLM reward
@@ -36,8 +36,8 @@ from afmrl.catalog.synth import generate  # noqa: E402
 from afmrl.config import load_config  # noqa: E402
 from afmrl.models.tiny import build_tiny  # noqa: E402
 from afmrl.stages import extract  # noqa: E402
-from afmrl.training.rar import run_rar  # noqa: E402
-from afmrl.training.sft import run_sft  # noqa: E402
+from afmrl.stages import rar as rar_stage  # noqa: E402
+from afmrl.stages import sft as sft_stage  # noqa: E402
 
 
 def _summary(m: dict) -> dict:
@@ -69,9 +69,9 @@ def main() -> None:
         **{k: _summary(v) for k, v in rules.metrics.items()}}  # fmt: skip
 
     tiny = build_tiny("vlm", work / "tiny-vlm", catalog)
-    sft_cfg = load_config(None, [*base, f"mllm.model={tiny}", f"sft.max_steps={args.sft_steps}",
-                                 "sft.learning_rate=0.003"])  # fmt: skip
-    sft = run_sft(sft_cfg, catalog, work / "sft")
+    sft_cfg = load_config(None, [*base, f"mllm.model={tiny}", f"sft.trl.max_steps={args.sft_steps}",
+                                 "sft.trl.learning_rate=0.003"])  # fmt: skip
+    sft = sft_stage.run(sft_cfg, catalog, tiny, work / "sft")
     results["sft"] = {"examples": sft.examples, "steps": sft.steps, "final_loss": round(sft.final_loss, 4),
                       "seconds_per_step": round(sft.seconds / sft.steps, 4)}  # fmt: skip
     ext_cfg = load_config(None, [*base, "attributes.backend=mllm", f"mllm.model={sft.model_dir}",
@@ -88,9 +88,9 @@ def main() -> None:
     rules_eval = load_config(None, [*base, "attributes.splits=[val,test]"])
     results["rules_val_test"] = {k: _summary(v) for k, v in extract.run(rules_eval, catalog, work / "r2").metrics.items()}
 
-    rar_cfg = load_config(None, [*base, f"rar.max_steps={args.rar_steps}", "rar.max_prompts=32",
-                                 "rar.max_completion_length=64"])  # fmt: skip
-    rar = run_rar(rar_cfg, catalog, work / "rar", base_model=str(sft.model_dir))
+    rar_cfg = load_config(None, [*base, f"rar.trl.max_steps={args.rar_steps}", "rar.max_prompts=32",
+                                 "rar.trl.max_completion_length=64"])  # fmt: skip
+    rar = rar_stage.run(rar_cfg, catalog, sft.model_dir, "pretrained", work / "rar")
     keys = ("rewards/retrieval/mean", "rewards/format/mean", "kl", "completions/mean_length", "rar/valid_json_rate",
             "rar/rr_with_attributes", "rar/rr_without_attributes")  # fmt: skip
     results["rar"] = {"prompts": rar.prompts, "gallery": rar.gallery, "steps": rar.steps,

@@ -10,7 +10,7 @@ For each extractor (arm) the whole catalogue is extracted with the seller-stated
 - downstream retrieval: AGCL trained on the arm's attributes (`encoder.attributes_source=file`, frozen
   towers, same seed, steps and batch for every arm) and evaluated on the evaluation split;
 - wall time of the arm (building, SFT, RAR, extraction).
-Arms: `rules`; `sft` (a tiny Qwen2-VL from `afmrl models build-tiny`, SFT warm start on the train
+Arms: `rules`; `sft` (a tiny Qwen2-VL from `afmrl models tiny`, SFT warm start on the train
 split); `sft+rar` (the SFT model reinforced with GRPO + LoRA, reward = retrieval improvement under the
 rules arm's AGCL encoder, frozen).
 """
@@ -37,8 +37,8 @@ from afmrl.config import Config, load_config  # noqa: E402
 from afmrl.models.tiny import build_tiny  # noqa: E402
 from afmrl.retrieval.evaluate import resolve_split  # noqa: E402
 from afmrl.stages import evaluate, extract, train  # noqa: E402
-from afmrl.training.rar import run_rar  # noqa: E402
-from afmrl.training.sft import run_sft  # noqa: E402
+from afmrl.stages import rar as rar_stage  # noqa: E402
+from afmrl.stages import sft as sft_stage  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRIMARY = {"synthetic": "listing_R@1", "grocery-store": "photo_to_catalogue_R@1"}
@@ -57,8 +57,7 @@ def quality(catalog_dir: Path, table: Path, split: str) -> dict[str, float]:
 
 def downstream(cfg: Config, catalog_dir: Path, table: Path, work: Path) -> tuple[dict[str, float], Path]:
     trained = train.run(cfg, catalog_dir, work / "train", cache_dir=work.parent / "features", attributes_file=table)
-    ev = evaluate.run(cfg, catalog_dir, trained.encoder_dir, work / "eval", cache_dir=work.parent / "features",
-                      with_index=False)  # fmt: skip
+    ev = evaluate.run(cfg, catalog_dir, trained.encoder_dir, work / "eval", cache_dir=work.parent / "features")
     return {k: v for k, v in ev.result.metrics.items() if k.endswith(("R@1", "mAP@10"))}, trained.encoder_dir
 
 
@@ -102,9 +101,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     tiny = build_tiny("vlm", work / "tiny-vlm", catalog)
-    sft_cfg = load_config(REPO / "params.yaml", [*base, f"mllm.model={tiny}", f"sft.max_steps={args.sft_steps}",
-                                                 "sft.learning_rate=0.003"])  # fmt: skip
-    sft = run_sft(sft_cfg, catalog, work / "sft")
+    sft_cfg = load_config(REPO / "params.yaml", [*base, f"mllm.model={tiny}", f"sft.trl.max_steps={args.sft_steps}",
+                                                 "sft.trl.learning_rate=0.003"])  # fmt: skip
+    sft = sft_stage.run(sft_cfg, catalog, tiny, work / "sft")
     ext = extract.run(load_config(REPO / "params.yaml", [*base, "attributes.backend=mllm", f"mllm.model={sft.model_dir}"]),
                       catalog, work / "sft-attributes")  # fmt: skip
     sft_time = time.perf_counter() - t0
@@ -114,8 +113,8 @@ def main() -> None:
     print("sft", results["sft"], flush=True)
 
     t0 = time.perf_counter()
-    rar_cfg = load_config(REPO / "params.yaml", [*base, f"rar.max_steps={args.rar_steps}", f"rar.encoder={rules_encoder}"])
-    rar = run_rar(rar_cfg, catalog, work / "rar", base_model=str(sft.model_dir))
+    rar_cfg = load_config(REPO / "params.yaml", [*base, f"rar.trl.max_steps={args.rar_steps}"])
+    rar = rar_stage.run(rar_cfg, catalog, sft.model_dir, rules_encoder, work / "rar")
     model = rar.model_dir or rar.adapter_dir
     ext = extract.run(load_config(REPO / "params.yaml", [*base, "attributes.backend=mllm", f"mllm.model={model}"]),
                       catalog, work / "rar-attributes")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Kubeflow Pipelines v2 components, one per stage: each calls one afmrl stage function, nothing else.
+"""Kubeflow Pipelines v2 components, one per stage and named like it (afmrl.stages.STAGES): each passes its
+artifacts' paths to ``afmrl.stages.run_component(<stage>, params_yaml, overrides, ...)``, nothing else.
 
 They run in the afmrl image built from ``infra/docker`` (``AFMRL_IMAGE`` / ``AFMRL_GPU_IMAGE`` at
 compile time), which has afmrl and kfp installed: nothing is installed when a task runs

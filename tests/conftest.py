@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from afmrl.config import Config, load_config
 
@@ -21,10 +22,36 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cwd(tmp_path_factory: pytest.TempPathFactory):
+    """Session- and module-scoped fixtures run outside the repository too (see ``_isolated_cwd``)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path_factory.mktemp("session-cwd"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test starts in an empty directory: the CLI's default ``--params params.yaml`` and relative
+    outputs (mlflow.db, outputs/) never touch the working tree, so a user's edit of params.yaml cannot
+    change a test's outcome (tests/test_config.py checks this)."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    monkeypatch.chdir(cwd)
+    return cwd
+
+
 @pytest.fixture
 def cfg() -> Config:
-    """Defaults from the repository's params.yaml, with MLflow off (tests that track set their own store)."""
-    return load_config(REPO / "params.yaml", ["tracking.enabled=false"])
+    """The built-in defaults (never the working params.yaml), with MLflow off (tests that track set their own store)."""
+    return load_config(None, ["tracking.enabled=false"])
+
+
+@pytest.fixture
+def default_params(tmp_path: Path) -> Path:
+    """A params.yaml in ``tmp_path`` holding the built-in defaults, for code that wants a file."""
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(Config().to_dict(), sort_keys=False))
+    return path
 
 
 @pytest.fixture(scope="session")

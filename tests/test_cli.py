@@ -19,8 +19,10 @@ def test_where_lists_outputs_and_says_what_is_missing(tmp_path, monkeypatch):
 
 def test_every_command_has_help():
     runner = CliRunner()
-    for args in (["--help"], ["data", "synth", "--help"], ["validate", "--help"], ["train", "agcl", "--help"],
-                 ["attributes", "extract", "--help"], ["index", "build", "--help"], ["promote", "--help"],
+    for args in (["--help"], ["data", "synth", "--help"], ["validate", "--help"], ["train", "--help"],
+                 ["attributes", "extract", "--help"], ["models", "tiny", "--help"], ["models", "sft", "--help"],
+                 ["models", "rar", "--help"], ["index", "build", "--help"], ["evaluate", "--help"],
+                 ["promote", "--help"], ["index", "publish", "--help"], ["index", "info", "--help"],
                  ["trigger", "--help"], ["search", "--help"], ["ui", "--help"]):  # fmt: skip
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)

@@ -14,8 +14,6 @@ from afmrl.config import load_config
 from afmrl.errors import ValidationFailed
 from afmrl.stages import validate
 
-from .conftest import REPO
-
 BAD = {  # listing_id -> expected reason fragment
     "bad-corrupt": "cannot be decoded",
     "bad-truncated": "cannot be decoded",
@@ -92,11 +90,12 @@ def test_gate_fails_above_threshold_but_keeps_outputs(tmp_path, cfg, dirty_catal
     assert json.loads((tmp_path / "out" / "report.json").read_text())["gate_passed"] is False
 
 
+@pytest.mark.slow
 def test_validate_logs_to_mlflow(tmp_path, synth_catalog):
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    c = load_config(REPO / "params.yaml", [f"tracking.uri={uri}", "tracking.experiment=test-validate"])
+    c = load_config(None, [f"tracking.uri={uri}", "tracking.experiment=test-validate"])
     validate.run(c, synth_catalog, tmp_path / "out")
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["test-validate"])
@@ -106,6 +105,7 @@ def test_validate_logs_to_mlflow(tmp_path, synth_catalog):
     assert runs["tags.afmrl.stage"].iloc[0] == "validate"
 
 
+@pytest.mark.slow
 def test_cli_reports_gate_failure_without_traceback(tmp_path, dirty_catalog):
     root, _ = dirty_catalog
     proc = subprocess.run(

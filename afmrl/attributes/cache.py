@@ -2,18 +2,16 @@
 
 One SQLite file (``attributes.cache_path``). A re-run generates only listings whose content
 (title, description, image bytes, prompt keys) or model/prompt/generation settings changed; the
-raw text is stored, not the parse, so a better parser applies to cached generations too.
+raw text is stored, not the parse, so a better parser applies to cached generations too. Keys are
+:func:`afmrl.digest.content_hash` values.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
@@ -25,27 +23,6 @@ CREATE TABLE IF NOT EXISTS generations (
     PRIMARY KEY (model, content)
 )
 """
-
-
-def content_hash(*parts: Any) -> str:
-    """A stable hash of JSON-serialisable parts (bytes are hashed first)."""
-    h = hashlib.sha256()
-    for p in parts:
-        if isinstance(p, bytes | bytearray):
-            h.update(b"b:" + hashlib.sha256(p).digest())
-        else:
-            h.update(json.dumps(p, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
-        h.update(b"\x00")
-    return h.hexdigest()
-
-
-def file_hash(path: str | Path | None) -> str | None:
-    if path is None:
-        return None
-    p = Path(path)
-    if not p.is_file():
-        return None
-    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 class GenerationCache:

@@ -177,11 +177,6 @@ def normalize_quantity(value: object) -> str | None:
     return format_quantity(*parsed)
 
 
-def quantity_family(value: str) -> str | None:
-    parsed = parse_quantity(value)
-    return parsed[1] if parsed else None
-
-
 def normalize_size(value: object) -> str | None:
     """A quantity (``1000 ml -> 1 l``) or a clothing size (``size M -> m``)."""
     text = clean_text(value)

@@ -30,9 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from afmrl.attributes import normalize as N
+from afmrl.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Kind = Literal["text", "enum", "quantity", "code", "label"]
 
@@ -151,13 +155,6 @@ class AttributeSchema:
         big = len(self._order)
         return dict(sorted(attrs.items(), key=lambda kv: (self._order.get(kv[0], big), kv[0])))
 
-    def subset(self, keys: Iterable[str]) -> AttributeSchema:
-        wanted = set(keys)
-        unknown = wanted - set(self.specs)
-        if unknown:
-            raise KeyError(f"unknown attribute key(s) {sorted(unknown)}; known: {list(self.specs)}")
-        return AttributeSchema(s for s in self.specs.values() if s.name in wanted)
-
     def default_weights(self) -> dict[str, float]:
         return {k: s.weight for k, s in self.specs.items()}
 
@@ -193,6 +190,24 @@ DEFAULT_SCHEMA = AttributeSchema(
 
 # the keys asked for when a catalogue's own attributes name fewer than two
 GENERAL_KEYS = ("product_type", "brand", "model", "colour", "material", "size", "capacity")
+
+
+def resolve_keys(requested: list[str], listings: pd.DataFrame, schema: AttributeSchema = DEFAULT_SCHEMA) -> list[str]:
+    """``attributes.keys``, or the keys sellers state in this catalogue (a general set when < 2)."""
+    from afmrl.catalog.schema import parse_json_object  # (pandas: not at import time of the schema)
+
+    if requested:
+        unknown = [k for k in requested if k not in schema]
+        if unknown:
+            raise ConfigError(f"unknown attribute key(s) {unknown}; the schema has {list(schema.keys)}",
+                              field="attributes.keys")  # fmt: skip
+        return list(schema.ordered({k: 1 for k in requested}))
+    stated: set[str] = set()
+    for a in listings["attributes"]:
+        stated |= set(schema.normalize(parse_json_object(a)))
+    if len(stated) < 2:
+        stated |= set(GENERAL_KEYS)
+    return list(schema.ordered({k: 1 for k in stated}))
 
 
 def serialize_attributes(attrs: Mapping[str, Any] | None, schema: AttributeSchema = DEFAULT_SCHEMA) -> str:

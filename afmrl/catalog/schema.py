@@ -56,10 +56,6 @@ REQUIRED = ("listing_id", "title", "source")
 JSON_COLUMNS = ("attributes", "reference_attributes")
 
 
-def empty_frame() -> pd.DataFrame:
-    return SCHEMA.empty_table().to_pandas()
-
-
 def to_json(obj: dict[str, Any] | None) -> str:
     """Serialise an attribute dict deterministically (sorted keys, no ASCII escaping)."""
     return json.dumps(obj or {}, sort_keys=True, ensure_ascii=False)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from afmrl.config import Config
+from afmrl.config import Config, load_config
 from afmrl.errors import AfmrlError
 from afmrl.progress import console
 
@@ -34,10 +35,23 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@guarded
+def root(
+    ctx: typer.Context,
+    params: Annotated[Path, typer.Option("--params", "-p", help="params.yaml to read (the file DVC reads)")] = Path(
+        "params.yaml"
+    ),
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="override a parameter: key.path=value (repeatable)")
+    ] = None,
+) -> None:
+    """afmrl: attribute-guided product embeddings and identical-product search."""
+    ctx.obj = {"config": load_config(params, overrides)}
+
+
 def where_lines(cfg: Config) -> list[str]:
     """Where the main job's outputs are (printed at the end of the README's first command)."""
     import os
-    from pathlib import Path
 
     index_uri = cfg.index.uri or os.environ.get("MILVUS_URI") or "outputs/milvus.db"
     items = [
@@ -45,6 +59,7 @@ def where_lines(cfg: Config) -> list[str]:
         ("Milvus index", index_uri, f"alias {cfg.index.alias}; try: afmrl search --text \"...\""),
         ("evaluation report", "outputs/eval/report.json", "and outputs/eval/summary.md"),
         ("promotion decision", "outputs/promote/decision.json", ""),
+        ("published", "outputs/publish/publish.json", f"whether alias {cfg.index.alias} moved"),
         ("validated catalogue", "data/validated/listings.parquet", "quarantine: data/validated/quarantine.parquet"),
     ]
     lines = []

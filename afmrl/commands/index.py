@@ -1,4 +1,4 @@
-"""`afmrl index build | alias | info | search` and the top-level `afmrl search` (Milvus index).
+"""`afmrl index build | publish | alias | info | search` and the top-level `afmrl search` (Milvus index).
 
 Registered in afmrl/cli.py with::
 
@@ -31,30 +31,28 @@ def build_cmd(
         "outputs/train/encoder"
     ),
     out: Annotated[Path, typer.Option(help="folder for index.json")] = Path("outputs/index"),
-    alias: Annotated[bool, typer.Option("--alias/--no-alias", help="point the serving alias here when done")] = False,
 ) -> None:
     """Embed the listings (index.splits) and upsert them into the encoder's collection. Re-run to resume."""
     from afmrl.stages import index
 
-    r = index.run(cfg_of(ctx), catalog, encoder, out, set_alias=alias)
+    r = index.run(cfg_of(ctx), catalog, encoder, out)
     console.print(f"{r.backend}: collection {r.collection} holds {r.count:,} listings (dim {r.dim}, {r.index_type}/"
                   f"{r.metric}); embedded {r.embedded:,}, unchanged {r.unchanged:,}, deleted {r.deleted:,} "
-                  f"in {r.seconds:.1f} s" + (f"; alias {r.alias} -> {r.collection}" if r.alias else "") +
-                  f"\nsummary: {r.summary_path}", highlight=False)  # fmt: skip
+                  f"in {r.seconds:.1f} s\nsummary: {r.summary_path}", highlight=False)  # fmt: skip
 
 
-@app.command("serve")
+@app.command("publish")
 @guarded
-def serve_cmd(
+def publish_cmd(
     ctx: typer.Context,
     decision: Annotated[Path, typer.Option(help="the gate's decision.json")] = Path("outputs/promote/decision.json"),
     encoder: Annotated[str, typer.Option(help="the candidate encoder")] = "outputs/train/encoder",
-    out: Annotated[Path, typer.Option(help="folder for serving.json")] = Path("outputs/serving"),
+    out: Annotated[Path, typer.Option(help="folder for publish.json")] = Path("outputs/publish"),
 ) -> None:
     """Switch the serving alias to the candidate's collection if (and only if) the gate promoted it."""
-    from afmrl.stages import index
+    from afmrl.stages import publish
 
-    outcome = index.serve_if_promoted(cfg_of(ctx), decision, encoder, out)
+    outcome = publish.run(cfg_of(ctx), decision, encoder, out)
     sys.stdout.write(json.dumps(outcome, indent=2, sort_keys=True, default=str) + "\n")
 
 

@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from afmrl.commands.common import cfg_of, guarded
+from afmrl.commands.common import cfg_of, guarded, root
 from afmrl.errors import ConfigError
 from afmrl.progress import console
 
@@ -113,7 +113,8 @@ def run_start(
     out: Annotated[Path | None, typer.Option(help="also write {run_id, pipeline_run_id} here")] = None,
 ) -> None:
     """Open the parent run; prints `export` lines: `eval "$(afmrl run start)"; dvc repro; afmrl run end`."""
-    from afmrl.tracking.runs import PARENT_RUN_ENV, PIPELINE_ID_ENV, new_pipeline_run_id, start_pipeline_run
+    from afmrl.tracking.pipeline import new_pipeline_run_id, start_pipeline_run
+    from afmrl.tracking.runs import PARENT_RUN_ENV, PIPELINE_ID_ENV
 
     cfg = cfg_of(ctx)
     pid = pipeline_id or os.environ.get(PIPELINE_ID_ENV) or new_pipeline_run_id(name)
@@ -133,7 +134,8 @@ def run_end(
     status: Annotated[str | None, typer.Option(help="FINISHED or FAILED (default: FAILED if a stage failed)")] = None,
 ) -> None:
     """Close the parent run; prints its status and the stages under it as JSON."""
-    from afmrl.tracking.runs import PARENT_RUN_ENV, end_pipeline_run
+    from afmrl.tracking.pipeline import end_pipeline_run
+    from afmrl.tracking.runs import PARENT_RUN_ENV
 
     run_id = run_id or os.environ.get(PARENT_RUN_ENV)
     if not run_id:
@@ -145,8 +147,6 @@ def run_end(
 
 def standalone_app() -> typer.Typer:
     """These commands under afmrl's root options, for use before (or without) cli.py's registration."""
-    from afmrl.cli import root
-
     app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
     app.callback()(root)
     app.command("promote")(promote_cmd)

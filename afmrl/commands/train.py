@@ -1,4 +1,7 @@
-"""`afmrl train ...` (representation model) and `afmrl evaluate`."""
+"""`afmrl train` (the representation model: train.method agcl | infonce | gist | oracle) and `afmrl evaluate`.
+
+Registered in afmrl/cli.py with ``app.command("train")(train_cmd)`` and ``app.command("evaluate")(evaluate_cmd)``.
+"""
 
 from __future__ import annotations
 
@@ -10,42 +13,41 @@ import typer
 from afmrl.commands.common import cfg_of, guarded
 from afmrl.progress import console
 
-app = typer.Typer(help="Training: the representation model (AGCL and baselines), SFT and RAR.", no_args_is_help=True)
 
-
-@app.command("agcl")
 @guarded
-def train_agcl(
+def train_cmd(
     ctx: typer.Context,
     catalog: Annotated[Path, typer.Argument(help="catalogue folder (validated)")],
     out: Annotated[Path, typer.Option(help="output folder: encoder/, checkpoints/, training.json")] = Path(
         "outputs/train"
     ),
+    attributes: Annotated[
+        Path | None, typer.Option(help="the extract stage's attributes.parquet (default: encoder.attributes_source)")
+    ] = None,
     cache: Annotated[Path | None, typer.Option(help="backbone feature cache (default: OUT/feature-cache)")] = None,
 ) -> None:
-    """Train the representation model (train.method: agcl | infonce | gist | oracle). Re-run to resume."""
+    """Train the representation model (params train.*: train.method agcl | infonce | gist | oracle). Re-run to resume."""
     from afmrl.stages import train
 
-    result = train.run(cfg_of(ctx), catalog, out, cache_dir=cache)
+    result = train.run(cfg_of(ctx), catalog, out, cache_dir=cache, attributes_file=attributes)
     console.print(f"encoder: {result.encoder_dir}\nsummary: {result.summary_path}  "
                   f"(final loss {result.result.final_loss:.4f}, {result.result.samples_per_s:,.0f} samples/s)")  # fmt: skip
 
 
-def evaluate_command(
+@guarded
+def evaluate_cmd(
     ctx: typer.Context,
     catalog: Annotated[Path, typer.Argument(help="catalogue folder")],
-    encoder: Annotated[Path, typer.Option(help="encoder folder (from `afmrl train agcl`)")] = Path(
-        "outputs/train/encoder"
-    ),
+    encoder: Annotated[Path, typer.Option(help="encoder folder (from `afmrl train`)")] = Path("outputs/train/encoder"),
     out: Annotated[Path, typer.Option(help="report folder")] = Path("outputs/eval"),
+    index: Annotated[
+        Path | None, typer.Option(help="the index stage's index.json: also score retrieval through Milvus")
+    ] = None,
     cache: Annotated[Path | None, typer.Option(help="backbone feature cache")] = None,
 ) -> None:
     """Retrieval metrics (exact search): R@1/5/10, mAP@10, MRR per task, per category; JSON, Markdown, plots."""
     from afmrl.stages import evaluate
 
-    result = evaluate.run(cfg_of(ctx), catalog, encoder, out, cache_dir=cache)
+    result = evaluate.run(cfg_of(ctx), catalog, encoder, out, cache_dir=cache, index=index)
     m = result.result.metrics
     console.print(f"report: {result.report_path}  listing_R@1={m.get('listing_R@1', float('nan')):.3f}")
-
-
-evaluate_cmd = guarded(evaluate_command)

@@ -51,15 +51,15 @@ def trigger_cmd(
     now: Annotated[str | None, typer.Option(help="decide as of this ISO 8601 time (default: now)")] = None,
 ) -> None:
     """Decide whether to retrain; prints {"retrain": bool, "reasons": [...], ...} (params: trigger.*)."""
-    from afmrl.orchestration import trigger
+    from afmrl.orchestration import state, trigger
 
     cfg = cfg_of(ctx)
     when = _parse_now(now)
     if record:
         from afmrl.tracking.runs import stage_run
 
-        with stage_run(cfg.tracking, trigger.RECORD_STAGE) as run_:
-            path = trigger.record_training(cfg, catalog, when=when, run=run_ if run_.run else None)
+        with stage_run(cfg.tracking, state.RECORD_STAGE) as run_:
+            path = state.record_training(cfg, catalog, when=when, run=run_ if run_.run else None)
         doc = {
             "recorded": str(path),
             "trained_at": json.loads(path.read_text(encoding="utf-8"))["trained_at"],

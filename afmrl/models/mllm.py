@@ -13,13 +13,13 @@ keeps Qwen2-VL's memory in check.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transformers import Qwen2VLProcessor
+
+from afmrl.digest import digest_bytes, folder_digest
 
 VLM_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 
@@ -99,25 +99,10 @@ def load_processor(path_or_id: str | Path, *, min_pixels: int | None = None, max
 
 
 def model_fingerprint(path_or_id: str | Path) -> str:
-    """A short hash of the weights' identity: local files' sizes+mtimes+config, or the id itself."""
+    """A short hash of the weights' identity: a local folder's files (:func:`afmrl.digest.folder_digest`),
+    or the id itself."""
     p = Path(str(path_or_id))
-    h = hashlib.sha256()
-    if p.is_dir():
-        for f in sorted(p.rglob("*")):
-            if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".jinja", ".txt", ".model"):
-                st = f.stat()
-                h.update(f.relative_to(p).as_posix().encode())
-                h.update(str(st.st_size).encode())
-                if f.suffix == ".json" or st.st_size < 1_000_000:
-                    h.update(f.read_bytes())
-                else:  # big weight files: size plus head and tail bytes, fast and content-sensitive
-                    with f.open("rb") as fh:
-                        h.update(fh.read(65536))
-                        fh.seek(-65536, 2)
-                        h.update(fh.read())
-    else:
-        h.update(str(path_or_id).encode())
-    return h.hexdigest()[:16]
+    return (folder_digest(p) if p.is_dir() else digest_bytes(str(path_or_id)))[:16]
 
 
 def load_mllm(
@@ -142,8 +127,3 @@ def load_mllm(
     model = cls.from_pretrained(name, dtype=torch_dtype).to(device)
     model.eval()
     return LoadedMLLM(model=model, processor=processor, is_vlm=is_vlm, name=name, fingerprint=model_fingerprint(name))
-
-
-def read_build_info(path: str | Path) -> dict[str, Any]:
-    p = Path(path) / "afmrl_build.json"
-    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}

@@ -18,8 +18,8 @@ from afmrl.catalog.io import Catalog
 from afmrl.config import EncoderConfig
 from afmrl.models.encoders.base import l2_normalize
 from afmrl.models.encoders.dual import DualEncoder
-from afmrl.training.data import image_paths, listing_attributes, listing_texts
-from afmrl.training.trainer import tower_features
+from afmrl.models.features import tower_features
+from afmrl.models.inputs import image_paths, listing_attributes, listing_texts
 
 
 @dataclass

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from afmrl.config import IndexConfig
+from afmrl.config import Config, IndexConfig
 from afmrl.errors import AfmrlError
 
 MAX_TOP_K = 16384  # Milvus's limit on limit (+ offset)
@@ -94,6 +94,22 @@ def collection_name(prefix: str, version: str) -> str:
     """``<prefix>_<version>`` with anything but letters, digits and _ replaced (Milvus naming rules)."""
     name = f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', str(version))}"
     return name[:255]
+
+
+def collection_for(cfg: Config, fingerprint: str) -> str:
+    """The collection of an encoder with this fingerprint (``index.version`` overrides it)."""
+    return collection_name(cfg.index.collection_prefix, cfg.index.version or fingerprint[:12])
+
+
+def collection_for_encoder(cfg: Config, encoder: str | Path) -> str:
+    """The collection an encoder's embeddings live in (downloads an MLflow URI to fingerprint it)."""
+    if cfg.index.version:
+        return collection_name(cfg.index.collection_prefix, cfg.index.version)
+    from afmrl.models.encoders.ref import resolve
+
+    ref = resolve(encoder, cfg.tracking, cfg.encoder)
+    ref.cleanup()
+    return collection_for(cfg, ref.fingerprint)
 
 
 @dataclass

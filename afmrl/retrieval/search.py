@@ -19,7 +19,15 @@ import numpy as np
 
 from afmrl.config import Config
 from afmrl.errors import ConfigError, DataError
-from afmrl.retrieval.milvus import PRODUCT_FIELDS, Hit, IndexStoreError, MilvusIndex, literal_list, quote
+from afmrl.retrieval.milvus import (
+    PRODUCT_FIELDS,
+    Hit,
+    IndexStoreError,
+    MilvusIndex,
+    collection_for_encoder,
+    literal_list,
+    quote,
+)
 
 
 @dataclass
@@ -90,12 +98,12 @@ def query_vector(index: MilvusIndex, collection: str, cfg: Config, *, listing_id
         if listing_id not in found:
             raise DataError(f"listing {listing_id!r} is not in collection {collection!r}", record=listing_id)
         return found[listing_id][None, :]
-    from afmrl.retrieval import encoder_ref
+    from afmrl.models.encoders import load_encoder
 
     ref = encoder or index.properties(collection).get("afmrl.encoder")
     if not ref:
         raise ConfigError(f"collection {collection!r} does not record its encoder: pass --encoder", field="encoder")
-    model, _, _ = encoder_ref.load(ref, cfg.encoder, cfg.tracking)
+    model = load_encoder(ref, cfg.encoder, cfg.tracking)
     if image is not None:
         if not Path(image).is_file():
             raise DataError("image file not found", file=str(image))
@@ -123,8 +131,6 @@ def find_identical(cfg: Config, *, listing_id: str | None = None, image: str | P
     index = index or MilvusIndex.from_config(cfg.index)
     try:
         if collection is None and encoder is not None:
-            from afmrl.stages.index import collection_for_encoder
-
             collection = collection_for_encoder(cfg, encoder)
         target = index.resolve(collection or cfg.index.alias)
         vec = query_vector(index, target, cfg, listing_id=listing_id, image=image, text=text, encoder=encoder)

@@ -55,21 +55,45 @@ def evaluate(cfg: Config, catalog_dir: str | Path, model: DualEncoder, cache_dir
     return result, split
 
 
+def indexed_collection(index_summary: str | Path) -> str:
+    """The collection the index stage built, from its ``index.json`` (the file or its folder)."""
+    import json
+
+    from afmrl.errors import DataError
+    from afmrl.stages.index import SUMMARY_FILE
+
+    path = Path(index_summary)
+    if path.is_dir():
+        path = path / SUMMARY_FILE
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["collection"])
+    except FileNotFoundError:
+        raise DataError("index summary not found (run `afmrl index build` first)", file=str(path)) from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise DataError("index summary has no collection", file=str(path), field="collection") from None
+
+
 def run(cfg: Config, catalog_dir: str | Path, encoder_dir: str | Path, out_dir: str | Path,
-        cache_dir: str | Path | None = None, with_index: bool | None = None) -> EvaluateStageResult:  # fmt: skip
-    """``with_index`` (default ``index.evaluate``): also report Milvus figures beside the exact ones."""
+        cache_dir: str | Path | None = None, index: str | Path | None = None) -> EvaluateStageResult:  # fmt: skip
+    """``index``: the index stage's ``index.json`` (or folder): also score the ``listing`` task through that
+    Milvus collection (``index_listing_*`` beside the exact figures)."""
     model = DualEncoder.from_pretrained(encoder_dir)
     cfg = cfg.model_copy(update={"encoder": model.cfg})
     collection = None
-    if cfg.index.evaluate if with_index is None else with_index:
-        from afmrl.stages.index import collection_for_encoder
+    if index is not None:
+        from afmrl.errors import DataError
+        from afmrl.retrieval.milvus import collection_for_encoder
 
-        collection = collection_for_encoder(cfg, encoder_dir)
+        collection, expected = indexed_collection(index), collection_for_encoder(cfg, encoder_dir)
+        if collection != expected:
+            raise DataError(f"the index holds collection {collection!r}, not this encoder's ({expected!r}): "
+                            "build the index with the same encoder", file=str(index))  # fmt: skip
     result, split = evaluate(cfg, catalog_dir, model, cache_dir or Path(out_dir) / "feature-cache",
                              index_collection=collection)  # fmt: skip
     paths = write_report(result, out_dir, {"catalog": str(catalog_dir), "encoder": str(encoder_dir), "split": split})
     with stage_run(cfg.tracking, "evaluate") as run_:
-        run_.log_params({"catalog": str(catalog_dir), "encoder": str(encoder_dir), "split": split})
+        run_.log_config(cfg, ("eval",), catalog=str(catalog_dir), encoder=str(encoder_dir), split=split,
+                        index=collection or "")  # fmt: skip
         run_.log_catalog(catalog_dir, context="evaluation")
         run_.log_metrics({k.replace("@", "_at_"): v for k, v in result.metrics.items() if np.isfinite(v)})
         for p in paths.values():

@@ -21,11 +21,11 @@ import pandas as pd
 
 from afmrl.attributes.evaluate import evaluate_attributes, flat_metrics
 from afmrl.attributes.parse import parse_attributes
-from afmrl.attributes.schema import DEFAULT_SCHEMA, GENERAL_KEYS, AttributeSchema
+from afmrl.attributes.schema import DEFAULT_SCHEMA, resolve_keys
 from afmrl.catalog.io import Catalog, read_catalog
 from afmrl.catalog.schema import parse_json_object, to_json
 from afmrl.config import Config
-from afmrl.errors import ConfigError, DataError
+from afmrl.errors import DataError
 from afmrl.progress import progress
 from afmrl.tracking.runs import stage_run
 
@@ -51,22 +51,6 @@ class ExtractResult:
         base = {"listings": float(self.n), "generated": float(self.generated), "cache_hits": float(self.cache_hits),
                 "valid_rate": self.valid_rate, "listings_per_s": self.listings_per_s}  # fmt: skip
         return {**base, **{k: float(v) for k, v in self.metrics.items() if isinstance(v, int | float)}}
-
-
-def resolve_keys(requested: list[str], listings: pd.DataFrame, schema: AttributeSchema = DEFAULT_SCHEMA) -> list[str]:
-    """``attributes.keys``, or the keys sellers state in this catalogue (a general set when < 2)."""
-    if requested:
-        unknown = [k for k in requested if k not in schema]
-        if unknown:
-            raise ConfigError(f"unknown attribute key(s) {unknown}; the schema has {list(schema.keys)}",
-                              field="attributes.keys")  # fmt: skip
-        return list(schema.ordered({k: 1 for k in requested}))
-    stated: set[str] = set()
-    for a in listings["attributes"]:
-        stated |= set(schema.normalize(parse_json_object(a)))
-    if len(stated) < 2:
-        stated |= set(GENERAL_KEYS)
-    return list(schema.ordered({k: 1 for k in stated}))
 
 
 def select_listings(catalog: Catalog, splits: list[str], max_listings: int | None) -> pd.DataFrame:
@@ -165,9 +149,8 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ExtractRes
     report_path = out / REPORT_FILE
     report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     with stage_run(cfg.tracking, "extract", tags={"afmrl.backend": a.backend}) as run_:
-        run_.log_params({"catalog": str(catalog_dir), "model": model, "keys": ",".join(keys),
-                         **{f"attributes.{k}": v for k, v in a.model_dump().items()},
-                         **({f"mllm.{k}": v for k, v in cfg.mllm.model_dump().items()} if a.backend == "mllm" else {})})
+        run_.log_config(cfg, ("attributes", "mllm") if a.backend == "mllm" else ("attributes",),
+                        catalog=str(catalog_dir), model=model, keys=keys)  # fmt: skip
         logged = {"listings": len(table), "generated": generated, "cache_hits": report["cache_hits"],
                   "valid_json_rate": report["valid_json_rate"]}  # fmt: skip
         if report["listings_per_s"]:
@@ -178,12 +161,3 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ExtractRes
         run_.log_artifact(report_path)
     return ExtractResult(out, table_path, report_path, len(table), generated, report["cache_hits"],
                          report["valid_json_rate"], report["listings_per_s"] or 0.0, metrics)  # fmt: skip
-
-
-def read_attributes(path: str | Path) -> dict[str, dict[str, Any]]:
-    """``listing_id -> attributes`` from an extraction table (a folder or the Parquet file)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / TABLE_FILE
-    table = pd.read_parquet(p, columns=["listing_id", "attributes"])
-    return {lid: json.loads(a) for lid, a in zip(table["listing_id"], table["attributes"], strict=True)}

@@ -1,9 +1,9 @@
 """Index stage: embed the gallery listings with an encoder and stream them into Milvus.
 
-``run(cfg, catalog_dir, encoder, out_dir)``: the encoder is a folder from ``afmrl train agcl``, an
+``run(cfg, catalog_dir, encoder, out_dir)``: the encoder is a folder from ``afmrl train``, an
 MLflow URI (``models:/afmrl-encoder@champion``, ``runs:/<id>/encoder``) or, for ``encoder.kind`` clip /
 vlm2vec, a hub id. Listings (``index.splits``; empty: all) are embedded ``index.batch_size`` at a time
-(``Encoder.encode_listings`` on the texts of ``afmrl.training.data``) and upserted, so memory does not
+(``Encoder.encode_listings`` on the texts of ``afmrl.models.inputs``) and upserted, so memory does not
 grow with the gallery. Before embedding a batch the stage asks the collection which listings it already
 holds with the same content hash (listing fields + encoder fingerprint): a re-run embeds nothing new, a
 killed build resumes where it stopped, a changed listing is re-embedded, and (``index.prune``) listings
@@ -16,7 +16,6 @@ run ``index`` with the same figures.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -32,9 +31,13 @@ import pandas as pd
 from afmrl.catalog.io import read_catalog
 from afmrl.catalog.schema import parse_json_object, to_json
 from afmrl.config import Config
+from afmrl.digest import digest_bytes
 from afmrl.errors import DataError
+from afmrl.models.encoders import load_encoder
+from afmrl.models.encoders.dual import DualEncoder
+from afmrl.models.encoders.ref import resolve
+from afmrl.models.inputs import image_paths, listing_attributes, listing_texts
 from afmrl.progress import progress
-from afmrl.retrieval import encoder_ref
 from afmrl.retrieval.milvus import (
     ID_MAX,
     SPLIT_MAX,
@@ -42,11 +45,11 @@ from afmrl.retrieval.milvus import (
     TITLE_MAX,
     IndexStoreError,
     MilvusIndex,
-    collection_name,
+    collection_for,
+    collection_for_encoder,
     redact_uri,
 )
 from afmrl.tracking.runs import stage_run
-from afmrl.training.data import image_paths, listing_attributes, listing_texts
 
 SUMMARY_FILE = "index.json"
 
@@ -65,7 +68,6 @@ class IndexStageResult:
     seconds: float
     index_type: str
     metric: str
-    alias: str | None = None
     summary_path: Path | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -73,19 +75,6 @@ class IndexStageResult:
         d = asdict(self)
         d["summary_path"] = str(self.summary_path) if self.summary_path else None
         return d
-
-
-def collection_for(cfg: Config, fingerprint: str) -> str:
-    return collection_name(cfg.index.collection_prefix, cfg.index.version or fingerprint[:12])
-
-
-def collection_for_encoder(cfg: Config, encoder: str | Path) -> str:
-    """The collection an encoder's embeddings live in (downloads an MLflow URI to fingerprint it)."""
-    if cfg.index.version:
-        return collection_name(cfg.index.collection_prefix, cfg.index.version)
-    ref = encoder_ref.resolve(encoder, cfg.tracking, cfg.encoder)
-    ref.cleanup()
-    return collection_for(cfg, ref.fingerprint)
 
 
 def gallery_rows(listings: pd.DataFrame, splits: list[str]) -> pd.DataFrame:
@@ -122,7 +111,7 @@ def content_hashes(batch: pd.DataFrame, texts: list[str], attrs: list[dict], fin
     for row, text, a in zip(batch.itertuples(index=False), texts, attrs, strict=True):
         key = json.dumps([fingerprint, text, row.image, row.product_id, row.category, row.title, row.split,
                           to_json(a), _price(row.price)], ensure_ascii=False, default=str)  # fmt: skip
-        out.append(hashlib.blake2b(key.encode(), digest_size=16).hexdigest())
+        out.append(digest_bytes(key, algorithm="blake2b", size=16))
     return out
 
 
@@ -153,28 +142,33 @@ def _prune(index: MilvusIndex, collection: str, keep: set[str]) -> int:
     return len(stale)
 
 
-def run(cfg: Config, catalog_dir: str | Path, encoder: str | Path, out_dir: str | Path, *, set_alias: bool = False,
+def run(cfg: Config, catalog_dir: str | Path, encoder: str | Path, out_dir: str | Path, *,
         on_batch: Callable[[dict[str, int]], None] | None = None) -> IndexStageResult:  # fmt: skip
     """Build (or bring up to date) the collection of ``encoder`` from the catalogue's listings.
 
-    ``set_alias``: point ``index.alias`` at the collection once the build is complete. ``on_batch``: called
-    after each batch is stored with ``{"done", "total", "embedded"}`` (progress hooks for orchestrators)."""
+    The serving alias is not touched (``afmrl index alias``, or the publish stage after the gate).
+    ``on_batch``: called after each batch is stored with ``{"done", "total", "embedded"}`` (progress
+    hooks for orchestrators)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     icfg = cfg.index
     catalog = read_catalog(catalog_dir)
     rows = gallery_rows(catalog.listings, icfg.splits)
-    model, enc, ref = encoder_ref.load(encoder, cfg.encoder, cfg.tracking)
+    ref = resolve(encoder, cfg.tracking, cfg.encoder)  # an MLflow URI: downloaded, fingerprinted
+    try:
+        model = load_encoder(ref, cfg.encoder)
+    finally:
+        ref.cleanup()
+    enc = model.cfg if isinstance(model, DualEncoder) else cfg.encoder  # a dual encoder brings its text settings
     if enc.attributes_source == "file":  # read the extraction output once, not once per batch
         rows = rows.assign(attributes=[to_json(a) for a in listing_attributes(rows, enc)])
         enc = enc.model_copy(update={"attributes_source": "provided"})
     name = collection_for(cfg, ref.fingerprint)
     dim = int(model.dim)
     with stage_run(cfg.tracking, "index") as run_, MilvusIndex.from_config(icfg) as index:
-        run_.log_params({"catalog": str(catalog_dir), "encoder": ref.ref, "encoder.fingerprint": ref.fingerprint,
-                         "collection": name, "backend": redact_uri(index.uri), "index_type": index.index_type,
-                         "metric": index.metric, "splits": ",".join(icfg.splits) or "all",
-                         "batch_size": icfg.batch_size, **{f"encoder.{k}": v for k, v in ref.details.items()}})  # fmt: skip
+        run_.log_config(cfg, ("index",), catalog=str(catalog_dir), encoder=ref.ref, collection=name,
+                        backend=redact_uri(index.uri), index_type=index.index_type,  # resolved from "auto"
+                        encoder_info={"fingerprint": ref.fingerprint, **ref.details})  # fmt: skip
         start = time.perf_counter()
         created = index.ensure_collection(name, dim)
         index.set_properties(name, {"afmrl.complete": "false", "afmrl.encoder": ref.ref,
@@ -209,14 +203,10 @@ def run(cfg: Config, catalog_dir: str | Path, encoder: str | Path, out_dir: str 
         seconds = time.perf_counter() - start
         index.set_properties(name, {"afmrl.complete": "true", "afmrl.count": count, "afmrl.catalog": str(Path(catalog_dir).resolve()),
                                     "afmrl.built_at": datetime.now(UTC).isoformat(timespec="seconds")})  # fmt: skip
-        alias = None
-        if set_alias:
-            index.set_alias(icfg.alias, name)
-            alias = icfg.alias
         result = IndexStageResult(
             backend=index.where, collection=name, encoder=ref.ref, fingerprint=ref.fingerprint, dim=dim, count=count,
             embedded=embedded, unchanged=unchanged, deleted=deleted, seconds=round(seconds, 3),
-            index_type=index.index_type, metric=index.metric, alias=alias,
+            index_type=index.index_type, metric=index.metric,
             details={"created": created, "catalog": str(catalog_dir), **ref.details},
         )  # fmt: skip
         summary = out / SUMMARY_FILE
@@ -229,11 +219,12 @@ def run(cfg: Config, catalog_dir: str | Path, encoder: str | Path, out_dir: str 
     return result
 
 
-def set_serving_alias(cfg: Config, *, encoder: str | Path | None = None, collection: str | None = None,
-                      alias: str | None = None, force: bool = False) -> dict[str, Any]:  # fmt: skip
+def switch_alias(cfg: Config, *, encoder: str | Path | None = None, collection: str | None = None,
+                 alias: str | None = None, force: bool = False) -> dict[str, Any]:  # fmt: skip
     """Point the serving alias at the collection of ``encoder`` (or ``collection``); atomic in Milvus.
 
-    Refuses a collection whose build did not finish (``force`` overrides)."""
+    Refuses a collection whose build did not finish (``force`` overrides). Logs nothing: see
+    :func:`set_serving_alias` (by hand) and :mod:`afmrl.stages.publish` (after the gate)."""
     if collection is None:
         if encoder is None:
             raise IndexStoreError("give an encoder (folder or models:/...@champion) or a collection")
@@ -247,24 +238,15 @@ def set_serving_alias(cfg: Config, *, encoder: str | Path | None = None, collect
             raise IndexStoreError(f"collection {collection!r} is not a complete build (afmrl.complete="
                                   f"{props.get('afmrl.complete')}): re-run `afmrl index build` (it resumes)")  # fmt: skip
         previous = index.set_alias(alias, collection)
-        info = {"alias": alias, "collection": collection, "previous": previous, "count": index.count(collection),
+        return {"alias": alias, "collection": collection, "previous": previous, "count": index.count(collection),
                 "encoder": props.get("afmrl.encoder"), "backend": index.where}  # fmt: skip
+
+
+def set_serving_alias(cfg: Config, *, encoder: str | Path | None = None, collection: str | None = None,
+                      alias: str | None = None, force: bool = False) -> dict[str, Any]:  # fmt: skip
+    """:func:`switch_alias` by hand (``afmrl index alias``), logged as an MLflow run ``index-alias``."""
+    info = switch_alias(cfg, encoder=encoder, collection=collection, alias=alias, force=force)
     with stage_run(cfg.tracking, "index-alias") as run_:
-        run_.log_params({k: "" if v is None else v for k, v in info.items()})
+        run_.log_config(cfg, ("index",), **info)
     return info
 
-
-def serve_if_promoted(cfg: Config, decision_path: str | Path, encoder: str | Path, out_dir: str | Path) -> dict[str, Any]:
-    """After the gate: switch the serving alias to ``encoder``'s collection when ``decision.json`` says
-    promoted, else leave it; writes ``OUT/serving.json`` either way (the DVC/CI twin of KFP's dsl.If)."""
-    import json
-
-    decision = json.loads(Path(decision_path).read_text(encoding="utf-8"))
-    if decision.get("promoted"):
-        outcome = {"switched": True, **set_serving_alias(cfg, encoder=encoder)}
-    else:
-        outcome = {"switched": False, "reason": "the gate did not promote this encoder", "decision": str(decision_path)}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "serving.json").write_text(json.dumps(outcome, indent=2, sort_keys=True, default=str) + "\n")
-    return outcome

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from afmrl.config import Config
-from afmrl.errors import ConfigError, DataError
+from afmrl.errors import ConfigError, DataError, read_json_file
+from afmrl.tracking.datasets import catalog_digest
 from afmrl.tracking.promotion import METRICS_TAG, GateOutcome, evaluate_gate, recorded_metrics
-from afmrl.tracking.runs import PARENT_RUN_ENV, catalog_digest, mlflow_key, stage_run
+from afmrl.tracking.runs import PARENT_RUN_ENV, mlflow_key, stage_run
 
 DECISION_FILE = "decision.json"
 
@@ -70,12 +71,7 @@ class PromotionDecision:
 
 def read_report(report_path: str | Path) -> dict[str, Any]:
     path = Path(report_path)
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError("evaluation report not found (run `afmrl evaluate` first)", file=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"evaluation report is not JSON: {exc}", file=str(path)) from None
+    report = read_json_file(str(path), "run `afmrl evaluate` first")
     if not isinstance(report, dict) or not isinstance(report.get("metrics"), dict):
         raise DataError("evaluation report has no 'metrics' object", file=str(path), field="metrics")
     return report
@@ -113,8 +109,7 @@ def run(cfg: Config, encoder_dir: str | Path, report_path: str | Path, out_dir: 
     gated = {m: metrics.get(m) for m in reg.gate}
     with stage_run(cfg.tracking, "promote") as run_:
         client = _client(cfg)
-        run_.log_params({"encoder": str(encoder_dir), "report": str(report_path),
-                         **{f"registry.{k}": v for k, v in reg.model_dump().items()}})  # fmt: skip
+        run_.log_config(cfg, ("registry",), encoder=str(encoder_dir), report=str(report_path))
         run_.log_metrics({mlflow_key(k): float(v) for k, v in metrics.items() if math.isfinite(v)})
         run_.log_artifact(report_path, artifact_path="evaluation")
         recorded = json.dumps({k: v for k, v in metrics.items() if math.isfinite(v)}, sort_keys=True)
@@ -190,7 +185,7 @@ def promote_version(cfg: Config, version: int, reason: str | None = None, model:
             client.set_model_version_tag(name, str(version), key, value)
         decision = PromotionDecision(True, name, int(version), reasons, before_no, int(version), "manual",
                                      run_id=run_.run_id)  # fmt: skip
-        run_.log_params({"model": name, "version": version, "reason": reason or ""})
+        run_.log_config(cfg, ("registry",), model=name, version=version, reason=reason or "")
         run_.set_tags({"afmrl.decision": "manual", "afmrl.model_version": str(version)})
         if out_dir is not None:
             run_.log_artifact(decision.write(out_dir))

@@ -15,7 +15,8 @@ import torch
 from afmrl.catalog.io import read_catalog
 from afmrl.config import Config
 from afmrl.models.encoders.dual import DualEncoder
-from afmrl.tracking.runs import preflight, stage_run
+from afmrl.tracking.runs import stage_run
+from afmrl.tracking.store import preflight
 from afmrl.training.data import build_pairs
 from afmrl.training.trainer import ContrastiveTrainer, TrainResult, save_training_config
 
@@ -31,11 +32,6 @@ class TrainStageResult:
                 "steps": float(self.result.steps)}  # fmt: skip
 
 
-def flat_params(cfg: Config, sections: tuple[str, ...]) -> dict[str, object]:
-    data = cfg.to_dict()
-    return {f"{s}.{k}": v for s in sections for k, v in data[s].items()}
-
-
 def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path, cache_dir: str | Path | None = None,
         train_splits: tuple[str, ...] = ("train",), attributes_file: str | Path | None = None) -> TrainStageResult:  # fmt: skip
     """``attributes_file``: the extraction stage's output; sets ``encoder.attributes_source=file``."""
@@ -49,9 +45,8 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path, cache_dir: st
     pairs = build_pairs(catalog, train_splits, cfg.encoder, cfg.train)
     torch.manual_seed(cfg.train.seed)  # head initialisation is part of the run's determinism
     model = DualEncoder(cfg.encoder)
-    with stage_run(cfg.tracking, f"train-{cfg.train.method}") as run_:
-        run_.log_params({**flat_params(cfg, ("encoder", "train")), "catalog": str(catalog_dir), **{
-            f"pairs.{k}": v for k, v in pairs.stats.items()}})  # fmt: skip
+    with stage_run(cfg.tracking, "train", tags={"afmrl.method": cfg.train.method}) as run_:
+        run_.log_config(cfg, ("encoder", "train"), catalog=str(catalog_dir), pairs=pairs.stats)
         run_.log_catalog(catalog_dir, context="training")
         trainer = ContrastiveTrainer(model, pairs, cfg.train, out, cache_dir=cache_dir or out / "feature-cache",
                                      run=run_)  # fmt: skip

@@ -82,8 +82,7 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ValidateRe
     report_path = out / REPORT_FILE
     report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     with stage_run(cfg.tracking, "validate") as run_:
-        run_.log_params({"catalog": str(catalog_dir), **{f"validate.{k}": v for k, v in vcfg.model_dump().items()
-                                                         if k != "currencies"}})  # fmt: skip
+        run_.log_config(cfg, ("validate",), catalog=str(catalog_dir))
         run_.log_metrics({"rows": total, "passed": report["passed"], "quarantined": len(bad), "fail_share": share})
         run_.log_catalog(catalog_dir, context="validation-input")
         run_.log_artifact(report_path)

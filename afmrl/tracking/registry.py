@@ -24,7 +24,6 @@ fetch the folder with ``mlflow.artifacts.download_artifacts("models:/afmrl-attri
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import threading
@@ -37,6 +36,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from afmrl.digest import folder_digest
 from afmrl.errors import DataError
 
 ENCODER_ARTIFACT = "encoder"
@@ -49,16 +49,9 @@ _cache: dict[str, Any] = {}
 _cache_lock = threading.Lock()
 
 
-def folder_digest(folder: str | Path) -> str:
-    """sha256 over the folder's files (names and bytes), 32 hex chars."""
-    h = hashlib.sha256()
-    root = Path(folder)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0")
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:32]
+def _digest(folder: str | Path) -> str:
+    """What the registry tags a folder with (``afmrl.encoder_digest``, ``afmrl.folder_digest``)."""
+    return folder_digest(folder)[:32]
 
 
 def load_encoder_cached(folder: str | Path) -> Any:
@@ -66,7 +59,7 @@ def load_encoder_cached(folder: str | Path) -> Any:
     validates its input example by loading it; a gate run would otherwise build the towers twice)."""
     from afmrl.models.encoders import load_encoder
 
-    key = folder_digest(folder)
+    key = _digest(folder)
     with _cache_lock:
         if key not in _cache:
             _cache[key] = load_encoder(folder)
@@ -180,11 +173,11 @@ def log_encoder(encoder_dir: str | Path, registered_name: str, tags: Mapping[str
         name="encoder", python_model=str(Path(__file__).with_name("encoder_model.py")), artifacts={ENCODER_ARTIFACT: str(folder.resolve())},
         signature=encoder_signature(encoder_dim(folder)), input_example=input_example(),
         pip_requirements=pip_requirements(), registered_model_name=registered_name,
-        tags={"afmrl.encoder_digest": folder_digest(folder)},
+        tags={"afmrl.encoder_digest": _digest(folder)},
     )  # fmt: skip
     client = MlflowClient()
     version = str(info.registered_model_version)
-    for key, value in {"afmrl.encoder_digest": folder_digest(folder), **(tags or {})}.items():
+    for key, value in {"afmrl.encoder_digest": _digest(folder), **(tags or {})}.items():
         client.set_model_version_tag(registered_name, version, key, str(value))
     return client.get_model_version(registered_name, version)
 
@@ -220,7 +213,7 @@ def register_extractor(client: Any, run_id: str, folder: str | Path, registered_
     if adapter.is_file():
         kind = "lora-adapter"
         base = json.loads(adapter.read_text()).get("base_model_name_or_path")
-    all_tags = {"afmrl.kind": kind, "afmrl.folder_digest": folder_digest(folder), "afmrl.source_folder": str(folder),
+    all_tags = {"afmrl.kind": kind, "afmrl.folder_digest": _digest(folder), "afmrl.source_folder": str(folder),
                 **({"afmrl.base_model": str(base)} if base else {}), **(tags or {})}  # fmt: skip
     source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{EXTRACTOR_ARTIFACT}"
     return client.create_model_version(registered_name, source, run_id=run_id, tags=all_tags)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from afmrl.config import TrackingConfig
 from afmrl.errors import AfmrlError
 from afmrl.tracking.redact import scrub
-from afmrl.tracking.runs import prepare_store, sqlite_path
+from afmrl.tracking.store import prepare_store, sqlite_path
 
 
 def store_uri(cfg: TrackingConfig) -> str:

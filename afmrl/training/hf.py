@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from afmrl.errors import ConfigError
 from afmrl.tracking.runs import StageRun
 
 BUILD_INFO = "afmrl_build.json"
@@ -71,3 +74,22 @@ def training_device_args(device: str) -> dict[str, Any]:
     bf16 = (not cpu) and torch.cuda.is_bf16_supported()
     return {"use_cpu": cpu, "bf16": bf16, "activation_checkpointing": False,  # (gradient_checkpointing before 5.x)
             "dataloader_num_workers": 0, "report_to": "none", "save_strategy": "no", "disable_tqdm": True}  # fmt: skip
+
+
+def trl_args(config_cls: type, section: str, given: Mapping[str, Any], device: str, **ours: Any) -> Any:
+    """trl's own configuration (``trl.SFTConfig`` / ``trl.GRPOConfig``) from ``<section>.trl``: the
+    device settings (:func:`training_device_args`), then the user's keys (trl's field names, defaults
+    filled in by the config), then ``ours`` (what afmrl sets itself: ``output_dir``, ``seed``...).
+
+    A key that is not a field of ``config_cls`` is a :class:`ConfigError` naming ``<section>.trl.<key>``;
+    so is a value trl rejects (naming ``<section>.trl``)."""
+    names = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    for key in given:
+        if key not in names:
+            close = difflib.get_close_matches(key, sorted(names), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"not a field of trl.{config_cls.__name__}{hint}", field=f"{section}.trl.{key}")
+    try:
+        return config_cls(**{**training_device_args(device), **given, **ours})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"trl.{config_cls.__name__} rejects these settings: {exc}", field=f"{section}.trl") from None

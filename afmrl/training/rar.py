@@ -2,26 +2,25 @@
 
 Prompts are the extraction chats of the ``rar.splits`` listings (conversational ``prompt``, the
 listing photo in the ``image`` column for a VLM, ``listing_id`` for the rewards). Each prompt gets
-``rar.num_generations`` sampled completions; their rewards (``afmrl.training.rewards``: retrieval
+``rar.trl.num_generations`` sampled completions; their rewards (``afmrl.training.rewards``: retrieval
 improvement under a frozen representation model, plus the JSON format) are standardised within the
-group (GRPO advantages). Only LoRA adapters train; ``rar.beta`` > 0 adds the KL to the frozen base
+group (GRPO advantages). Only LoRA adapters train; ``rar.trl.beta`` > 0 adds the KL to the frozen base
 (the adapter switched off) and logs it. Per step, the stage's MLflow run gets trl's logs (loss,
 ``rewards/retrieval/mean``, ``rewards/format/mean``, ``kl``, ``completions/mean_length``...) plus
 ``rar/valid_json_rate`` and the reciprocal rank with and without attributes.
 
 Outputs in ``out_dir``: ``adapter/`` (the LoRA adapter), the merged model (``rar.merge_lora``:
 weights + processor, a folder ``load_mllm`` reads, so extraction can use the reinforced model) and
-``rar.json`` (summary and the logged history).
+``rar.json`` (summary and the logged history). The stage itself (the GRPO run, logged to MLflow) is
+:mod:`afmrl.stages.rar`; this module holds its building blocks.
 
-GRPO rules honoured (FIELD-NOTES): ``batch_size x grad_accum`` divisible by ``num_generations``
-(checked in the config); on CPU ``use_cpu``, no bf16, no gradient checkpointing; rewards graded.
+``rar.trl`` is trl's ``GRPOConfig`` by its own field names (:func:`grpo_config`). GRPO rules honoured
+(FIELD-NOTES): ``per_device_train_batch_size x gradient_accumulation_steps`` divisible by
+``num_generations`` (checked in the config); on CPU ``use_cpu``, no bf16, no gradient checkpointing; rewards graded.
 """
 
 from __future__ import annotations
 
-import json
-import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,10 @@ import pandas as pd
 
 from afmrl.attributes.prompts import build_messages
 from afmrl.attributes.schema import enhanced_text
-from afmrl.catalog.io import Catalog, read_catalog
+from afmrl.catalog.io import Catalog
 from afmrl.catalog.schema import parse_json_object
 from afmrl.config import Config, RARConfig
-from afmrl.errors import DataError
 from afmrl.models.encoders.base import Encoder
-from afmrl.tracking.runs import stage_run
-from afmrl.training.hf import StageRunCallback, lora_config, save_extractor, training_device_args
 from afmrl.training.rewards import FormatReward, Gallery, QueryListing, RetrievalReward, RewardStats
 
 
@@ -105,79 +101,18 @@ def prompt_rows(catalog: Catalog, prompts: pd.DataFrame, keys: list[str], with_i
     return rows
 
 
-def _lora_snapshot(model: Any) -> dict[str, Any]:
+def lora_snapshot(model: Any) -> dict[str, Any]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
 
-def run_rar(cfg: Config, catalog_dir: str | Path, out_dir: str | Path | None = None, *,
-            base_model: str | None = None, encoder: Encoder | None = None) -> RARResult:  # fmt: skip
-    import datasets
-    import torch
-    from transformers.trainer_callback import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
 
-    from afmrl.models.mllm import load_mllm
-    from afmrl.stages.extract import resolve_keys
-    from afmrl.training.reward_encoder import load_reward_encoder
+def grpo_config(cfg: Config, out_dir: str | Path) -> Any:
+    """The stage's ``trl.GRPOConfig``: ``rar.trl`` (trl's own field names) on the ``mllm.device`` settings,
+    plus what afmrl sets itself (the trainer folder, ``rar.seed``, the reward weights)."""
+    from trl import GRPOConfig
 
-    r, m = cfg.rar, cfg.mllm
-    base = base_model or r.base_model or cfg.sft.output_dir
-    out = Path(out_dir or r.output_dir)
-    catalog = read_catalog(catalog_dir)
-    keys = resolve_keys(cfg.attributes.keys, catalog.listings)
-    loaded = load_mllm(base, min_pixels=m.min_pixels, max_pixels=m.max_pixels, dtype=m.dtype, device=m.device)
-    df = catalog.listings
-    prompts = df[df["split"].isin(r.splits)] if r.splits else df
-    with_images = bool(loaded.is_vlm and m.use_images and prompts["image"].notna().any())
-    if with_images:
-        prompts = prompts[prompts["image"].notna()]
-    encoder = encoder or load_reward_encoder(r.encoder, cfg.encoder)
-    stats = RewardStats()
-    retrieval, fmt, prompts = build_reward_setup(catalog, prompts.reset_index(drop=True), r, encoder, stats)
-    if r.max_prompts is not None and len(prompts) > r.max_prompts:
-        keep = sorted(random.Random(r.seed).sample(range(len(prompts)), r.max_prompts))
-        prompts = prompts.iloc[keep].reset_index(drop=True)
-    if prompts.empty:
-        raise DataError(f"no RAR prompt can be scored: no listing of {r.splits} has a target ({r.target}) in the "
-                        f"gallery (splits {r.gallery_splits})", field="rar.target")  # fmt: skip
-    dataset = datasets.Dataset.from_list(prompt_rows(catalog, prompts, keys, with_images, m.max_description_chars))
-    args = GRPOConfig(
-        output_dir=str(out / "_trainer"), per_device_train_batch_size=r.batch_size,
-        gradient_accumulation_steps=r.grad_accum, num_generations=r.num_generations,
-        max_completion_length=r.max_completion_length, max_steps=r.max_steps, learning_rate=r.learning_rate,
-        beta=r.beta, temperature=r.temperature, top_p=r.top_p, loss_type=r.loss_type,
-        reward_weights=[r.retrieval_weight, r.format_weight], logging_steps=r.logging_steps, seed=r.seed,
-        log_completions=False, **training_device_args(m.device),
-    )  # fmt: skip
-    torch.manual_seed(r.seed)
-    with stage_run(cfg.tracking, "rar") as run_:
-        run_.log_params({"catalog": str(catalog_dir), "base_model": base, "prompts": len(prompts),
-                         "gallery": len(retrieval.gallery), "keys": ",".join(keys), "with_images": with_images,
-                         **{f"rar.{k}": v for k, v in r.model_dump().items()}})  # fmt: skip
-        callback = StageRunCallback(run_, extras=stats.pop_means)
-        trainer = GRPOTrainer(
-            model=loaded.model, reward_funcs=[retrieval, fmt], args=args, train_dataset=dataset,
-            processing_class=loaded.processor, callbacks=[callback],
-            peft_config=lora_config(r.lora_r, r.lora_alpha, r.lora_dropout, r.target_modules),
-        )  # fmt: skip
-        trainer.remove_callback(PrinterCallback)  # metrics go to MLflow, not stdout
-        before = _lora_snapshot(trainer.model)
-        t0 = time.perf_counter()
-        result = trainer.train()
-        seconds = time.perf_counter() - t0
-        after = _lora_snapshot(trainer.model)
-        change = max((float((after[n] - before[n]).abs().max()) for n in before), default=0.0)
-        adapter_dir = out / "adapter"
-        trainer.model.save_pretrained(adapter_dir)
-        model_dir = None
-        if r.merge_lora:
-            model_dir = save_extractor(trainer.model.merge_and_unload(), loaded.processor, out, base)
-        steps = int(result.global_step)
-        summary = {"base_model": base, "prompts": len(prompts), "gallery": len(retrieval.gallery), "steps": steps,
-                   "seconds": seconds, "seconds_per_step": seconds / max(1, steps), "adapter_change": change,
-                   "keys": keys, "history": callback.history}  # fmt: skip
-        (out / "rar.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        run_.log_metrics({"seconds_per_step": summary["seconds_per_step"], "adapter_change": change})
-        run_.log_artifact(out / "rar.json")
-    return RARResult(out, adapter_dir, model_dir, len(prompts), len(retrieval.gallery), steps, seconds,
-                     summary["seconds_per_step"], change, callback.history)  # fmt: skip
+    from afmrl.training.hf import trl_args
+
+    r = cfg.rar
+    return trl_args(GRPOConfig, "rar", r.trl, cfg.mllm.device, output_dir=str(Path(out_dir) / "_trainer"),
+                    seed=r.seed, reward_weights=[r.retrieval_weight, r.format_weight])  # fmt: skip

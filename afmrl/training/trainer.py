@@ -3,7 +3,11 @@
 - ``frozen`` mode (CPU default): the towers' features are computed once and cached on disk; only the
   projection heads (and the temperature) train, so a step is a few small matrix products.
 - ``full`` mode (GPUs): the towers fine-tune too, under ``accelerate`` (device placement, mixed
-  precision, multi-GPU with ``accelerate launch``); same loop, same losses.
+  precision, multi-GPU with ``accelerate launch``).
+
+Both modes run one loop (:meth:`ContrastiveTrainer.train`): the same sampler, losses, clipping,
+logging and checkpoints; the mode only decides how a batch's features are produced (cached backbone
+features or a tower forward) and which parameters train (the towers join at ``train.backbone_lr``).
 
 AdamW, linear warm-up then cosine decay, gradient clipping, seeds. A checkpoint every
 ``train.checkpoint_every`` steps holds the trainable weights, the optimizer, the scheduler and the
@@ -13,10 +17,12 @@ checkpoint ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,15 +33,16 @@ from torch import nn
 
 from afmrl.attributes.similarity import attribute_codes, similarity_from_codes
 from afmrl.config import EncoderConfig, TrainConfig
+from afmrl.digest import digest_bytes
 from afmrl.losses import AGCLLoss, GISTLoss, InfoNCELoss, OracleLoss
 from afmrl.losses.agcl import agcl_weights
 from afmrl.losses.oracle import same_product
 from afmrl.models.encoders.base import l2_normalize, load_image
 from afmrl.models.encoders.dual import DualEncoder
+from afmrl.models.features import tower_features
 from afmrl.progress import progress
 from afmrl.tracking.runs import StageRun
 from afmrl.training.data import PairSet
-from afmrl.training.features import FeatureCache, image_key, text_key
 from afmrl.training.samplers import batch_stream
 
 CHECKPOINT_GLOB = "step-*.pt"
@@ -61,17 +68,6 @@ def warmup_cosine(warmup: int, total: int):
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
 
     return factor
-
-
-def tower_features(model: DualEncoder, kind: str, inputs: list[Any], cache_dir: str | Path | None) -> np.ndarray:
-    """Backbone features of images or texts, through the on-disk cache."""
-    cfg = model.cfg
-    if kind == "image":
-        cache = FeatureCache(cache_dir, f"image-{cfg.image_model}-{cfg.image_size}")
-        with progress("features: images", None, unit="img"):
-            return cache.get([image_key(p) for p in inputs], inputs, model.image_backbone)
-    cache = FeatureCache(cache_dir, f"text-{Path(cfg.text_model).name}-{cfg.max_tokens}")
-    return cache.get([text_key(t) for t in inputs], inputs, model.text_backbone)
 
 
 @dataclass
@@ -142,12 +138,9 @@ class ContrastiveTrainer:
 
     def fingerprint(self) -> str:
         """What a checkpoint must match to be resumed: the training and model settings and the data."""
-        import hashlib
-
-        h = hashlib.sha256(json.dumps({"train": self.cfg.model_dump(exclude={"checkpoint_every", "log_every"}),
-                                       "encoder": self.model.cfg.model_dump()}, sort_keys=True).encode())  # fmt: skip
-        h.update("\n".join(self.pairs.ids).encode())
-        return h.hexdigest()[:16]
+        settings = json.dumps({"train": self.cfg.model_dump(exclude={"checkpoint_every", "log_every"}),
+                               "encoder": self.model.cfg.model_dump()}, sort_keys=True)  # fmt: skip
+        return digest_bytes(settings, "\n".join(self.pairs.ids))[:16]
 
     def _save_checkpoint(self, step: int, opt: torch.optim.Optimizer, sched: Any) -> Path:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -194,35 +187,73 @@ class ContrastiveTrainer:
                 both = l2_normalize(torch.cat([ga, gb], dim=1))
                 self.guide_a = self.guide_b = both
 
-    def train(self) -> TrainResult:
+    def batches(self, start_step: int = 0, rank: int = 0) -> Iterator[list[int]]:
+        """The pair indices of every step from ``start_step`` (the same sampler in both modes; ``rank``:
+        the process of a multi-GPU run, which draws its own batches)."""
         cfg = self.cfg
-        if cfg.mode == "full":
-            return self._train_full()
-        self.prepare_features()
-        params = self._trainable()
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return batch_stream(cfg.sampler, len(self.pairs), cfg.batch_size, cfg.seed + rank, start_step=start_step,
+                            keys=self.pairs.keys, ratio=cfg.neighbour_ratio,
+                            products=self.pairs.products.tolist() if cfg.no_duplicate_products else None)  # fmt: skip
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """frozen: heads, gate and temperature; full: the towers too, at ``backbone_lr``."""
+        heads = {"params": self._trainable(), "lr": self.cfg.lr}
+        if self.cfg.mode == "frozen":
+            return [heads]
+        return [{"params": self.model.tower_parameters(), "lr": self.cfg.backbone_lr}, heads]
+
+    def _features(self, core: DualEncoder, ids: list[int], idx: torch.Tensor,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Projected embeddings of both sides of a batch: from the cached backbone features (frozen) or
+        through the towers (full)."""
+        p = self.pairs
+        if self.cfg.mode == "frozen":
+            return self._project(p.a_kind, self.feats_a[idx]), self._project(p.b_kind, self.feats_b[idx])
+
+        def view(kind: str, inputs: list[Any]) -> torch.Tensor:
+            if kind == "image":
+                pixels = torch.stack([load_image(x, core.cfg.image_size) for x in inputs]).to(device)
+                return core.project_images(core.image_features(pixels)).float()
+            tokens = {k: v.to(device) for k, v in core.text_tower.tokenize(inputs).items()}
+            return core.project_texts(core.text_features(tokens)).float()
+
+        return view(p.a_kind, [p.a_inputs[i] for i in ids]), view(p.b_kind, [p.b_inputs[i] for i in ids])
+
+    def train(self) -> TrainResult:
+        """One loop for both modes; the mode decides how a batch's features are produced (cached
+        backbone features or a tower forward) and which parameters train."""
+        cfg = self.cfg
+        full = cfg.mode == "full"
+        if not full or cfg.method == "gist":  # gist's guide: the pretrained towers' features, in both modes
+            self.prepare_features()
+        if full:
+            self.model.towers_trained = True  # saved with the towers (a frozen run keeps what it loaded)
+        opt = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps))
         start = self._resume(opt, sched)
-        stream = batch_stream(cfg.sampler, len(self.pairs), cfg.batch_size, cfg.seed, start_step=start,
-                              keys=self.pairs.keys, ratio=cfg.neighbour_ratio,
-                              products=self.pairs.products.tolist() if cfg.no_duplicate_products else None)  # fmt: skip
-        self.model.train()
+        params = [p for group in opt.param_groups for p in group["params"]]
+        acc = _accelerator(cfg) if full else _SingleProcess()
+        model, loss_fn, opt, sched = acc.prepare(self.model, self.loss_fn, opt, sched)
+        stream = self.batches(start, rank=acc.process_index)
+        model.train()
         history: list[dict[str, float]] = []
         window: list[float] = []
         stats_acc: dict[str, float] = {}
         loss_value = float("nan")
         t0 = time.perf_counter()
-        with progress(f"train {cfg.method}", cfg.steps - start, unit="step") as advance:
+        label = f"train {cfg.method}" + (" (full)" if full else "")
+        with progress(label, cfg.steps - start, unit="step") as advance:
             for step in range(start, cfg.steps):
-                idx = torch.tensor(next(stream))
+                ids = next(stream)
+                idx = torch.tensor(ids)
                 extras = self.loss_extras(idx)
-                a = self._project(self.pairs.a_kind, self.feats_a[idx])
-                b = self._project(self.pairs.b_kind, self.feats_b[idx])
-                loss = self.loss_fn(a, b, **extras)
+                with acc.autocast():
+                    a, b = self._features(self.model, ids, idx, acc.device)
+                    loss = loss_fn(a, b, **{k: v.to(acc.device) for k, v in extras.items()})
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                acc.backward(loss)
                 if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    acc.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
                 sched.step()
                 window.append(loss.item())
@@ -230,79 +261,51 @@ class ContrastiveTrainer:
                     for k, v in self.batch_stats(idx, extras).items():
                         stats_acc[k] = v
                     loss_value = float(np.mean(window))
-                    record = {"loss": loss_value, "temperature": self.loss_fn.temperature.tau,
-                              "lr": sched.get_last_lr()[0], **stats_acc}  # fmt: skip
-                    history.append({"step": step + 1, **record})
-                    self.run.log_metrics(record, step=step + 1)
-                    window = []
-                if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-                    self._save_checkpoint(step + 1, opt, sched)
-                advance(1)
-        seconds = time.perf_counter() - t0
-        self._save_checkpoint(cfg.steps, opt, sched)
-        done = cfg.steps - start
-        self.model.eval()
-        return TrainResult(cfg.steps, loss_value, done * cfg.batch_size / max(seconds, 1e-9), seconds, self.ckpt_dir,
-                           history)  # fmt: skip
-
-    def _train_full(self) -> TrainResult:
-        """Fine-tune towers and heads with accelerate (GPU, bf16, multi-GPU through accelerate launch)."""
-        from accelerate import Accelerator
-
-        cfg = self.cfg
-        acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-        self.model.towers_trained = True
-        opt = torch.optim.AdamW([{"params": self.model.tower_parameters(), "lr": cfg.backbone_lr},
-                                 {"params": self._trainable(), "lr": cfg.lr}], weight_decay=cfg.weight_decay)  # fmt: skip
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps))
-        start = self._resume(opt, sched)
-        if cfg.method == "gist":
-            self.prepare_features()
-        model, loss_fn, opt, sched = acc.prepare(self.model, self.loss_fn, opt, sched)
-        core: DualEncoder = acc.unwrap_model(model)
-        stream = batch_stream(cfg.sampler, len(self.pairs), cfg.batch_size, cfg.seed + acc.process_index,
-                              start_step=start, keys=self.pairs.keys, ratio=cfg.neighbour_ratio)  # fmt: skip
-
-        def view(kind: str, inputs: list[Any]) -> torch.Tensor:
-            if kind == "image":
-                pixels = torch.stack([load_image(p, core.cfg.image_size) for p in inputs]).to(acc.device)
-                return core.project_images(core.image_features(pixels))
-            tokens = {k: v.to(acc.device) for k, v in core.text_tower.tokenize(inputs).items()}
-            return core.project_texts(core.text_features(tokens))
-
-        model.train()
-        t0, loss_value, history = time.perf_counter(), float("nan"), []
-        with progress(f"train {cfg.method} (full)", cfg.steps - start, unit="step") as advance:
-            for step in range(start, cfg.steps):
-                ids = next(stream)
-                idx = torch.tensor(ids)
-                extras = {k: v.to(acc.device) for k, v in self.loss_extras(idx).items()}
-                with acc.autocast():
-                    a = view(self.pairs.a_kind, [self.pairs.a_inputs[i] for i in ids])
-                    b = view(self.pairs.b_kind, [self.pairs.b_inputs[i] for i in ids])
-                    loss = loss_fn(a.float(), b.float(), **extras)
-                opt.zero_grad(set_to_none=True)
-                acc.backward(loss)
-                if cfg.grad_clip > 0:
-                    acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                sched.step()
-                loss_value = loss.item()
-                if (step + 1) % cfg.log_every == 0:
-                    record = {"loss": loss_value, "temperature": acc.unwrap_model(loss_fn).temperature.tau}
+                    lrs = sched.get_last_lr()
+                    record = {"loss": loss_value, "temperature": self.loss_fn.temperature.tau, "lr": lrs[-1],
+                              **({"backbone_lr": lrs[0]} if full else {}), **stats_acc}  # fmt: skip
                     history.append({"step": step + 1, **record})
                     if acc.is_main_process:
                         self.run.log_metrics(record, step=step + 1)
-                if (step + 1) % cfg.checkpoint_every == 0 and acc.is_main_process and step + 1 < cfg.steps:
+                    window = []
+                if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps and acc.is_main_process:
                     self._save_checkpoint(step + 1, opt, sched)
                 advance(1)
         seconds = time.perf_counter() - t0
         if acc.is_main_process:
             self._save_checkpoint(cfg.steps, opt, sched)
-        self.model = core.cpu().eval()
+        self.model = self.model.cpu().eval()
         done = cfg.steps - start
         return TrainResult(cfg.steps, loss_value, done * cfg.batch_size * acc.num_processes / max(seconds, 1e-9),
                            seconds, self.ckpt_dir, history)  # fmt: skip
+
+
+class _SingleProcess:
+    """The frozen mode's stand-in for ``accelerate.Accelerator``: one process, CPU, nothing wrapped."""
+
+    device = torch.device("cpu")
+    process_index = 0
+    num_processes = 1
+    is_main_process = True
+
+    def prepare(self, *objects: Any) -> tuple[Any, ...]:
+        return objects
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def clip_grad_norm_(self, params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def _accelerator(cfg: TrainConfig) -> Any:
+    """Full mode: device placement, mixed precision, multi-GPU through ``accelerate launch``."""
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
 
 
 def save_training_config(path: Path, enc: EncoderConfig, train: TrainConfig, extra: dict[str, Any]) -> Path:

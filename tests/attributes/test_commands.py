@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from afmrl.commands import attributes as attributes_commands
 from afmrl.commands import models as models_commands
-from afmrl.commands import rar as rar_commands
+from afmrl.commands.common import guarded
 from afmrl.config import load_config
 
 
@@ -20,15 +20,12 @@ def app() -> typer.Typer:
     root = typer.Typer(no_args_is_help=True)
 
     @root.callback()
+    @guarded
     def _root(ctx: typer.Context, overrides: Annotated[list[str] | None, typer.Option("--set")] = None) -> None:
         ctx.obj = {"config": load_config(None, ["tracking.enabled=false", *(overrides or [])])}
 
     root.add_typer(attributes_commands.app, name="attributes")
     root.add_typer(models_commands.app, name="models")
-    train = typer.Typer(no_args_is_help=True)
-    train.command("sft")(rar_commands.train_sft)
-    train.command("rar")(rar_commands.train_rar)
-    root.add_typer(train, name="train")
     return root
 
 
@@ -44,15 +41,16 @@ def test_bad_input_is_one_line_and_exit_2(app, tmp_path):
     assert res.exit_code == 2
     res = CliRunner().invoke(app, ["--set", "attributes.keys=[nope]", "attributes", "extract", str(tmp_path)])
     assert res.exit_code == 2
-    res = CliRunner().invoke(app, ["models", "build-tiny", "--kind", "nope", "--out", str(tmp_path / "m")])
-    assert res.exit_code == 2
+    res = CliRunner().invoke(app, ["--set", "tiny.kind=nope", "models", "tiny", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "tiny.kind" in res.output
 
 
-def test_build_tiny_and_train_help(app, tmp_path):
-    res = CliRunner().invoke(app, ["models", "build-tiny", "--kind", "lm", "--out", str(tmp_path / "m"),
-                                   "--vocab-size", "300"])  # fmt: skip
+def test_models_tiny_and_help(app, tmp_path):
+    res = CliRunner().invoke(app, ["--set", "tiny.kind=lm", "--set", "tiny.vocab_size=300", "models", "tiny", "--out",
+                                   str(tmp_path / "m")])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert (tmp_path / "m" / "config.json").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
+    assert json.loads((tmp_path / "m" / "afmrl_build.json").read_text())["kind"] == "tiny-qwen2-lm"
     for cmd in ("sft", "rar"):
-        res = CliRunner().invoke(app, ["train", cmd, "--help"])
+        res = CliRunner().invoke(app, ["models", cmd, "--help"])
         assert res.exit_code == 0 and "catalog" in res.output.lower() and "--base" in res.output

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from afmrl.config import Config
+
 from ..conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -30,7 +32,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     work.mkdir()
     shutil.copy(REPO / "dvc.yaml", work)
     shutil.copytree(REPO / "afmrl", work / "afmrl", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = Config().to_dict()  # the built-in defaults, not the working params.yaml's values
     params["synth"].update(n_base_products=6, listings_per_product=3, image_size=64)
     params["train"].update(steps=30, batch_size=8, checkpoint_every=10)
     params["encoder"].update(image_size=64)
@@ -38,13 +40,16 @@ def test_dvc_repro_end_to_end(tmp_path):
     _dvc(work, "init", "--no-scm", "-q")
 
     out = _dvc(work, "repro")
-    for stage in ("synth", "validate", "train", "evaluate"):
+    from afmrl.stages import STAGES
+
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in out
     report = json.loads((work / "data/validated/report.json").read_text())
     assert report["rows"] == 6 * 3 * 3 and report["gate_passed"]
     evaluation = json.loads((work / "outputs/eval/report.json").read_text())
     assert 0.0 <= evaluation["metrics"]["listing_R@1"] <= 1.0
     assert (work / "outputs/train/encoder/model.safetensors").exists()
+    assert json.loads((work / "outputs/publish/publish.json").read_text())["switched"] in (True, False)
     assert (work / "mlflow.db").exists()
 
     assert "Running stage" not in _dvc(work, "repro")  # nothing changed: nothing runs

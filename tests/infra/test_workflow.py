@@ -27,12 +27,14 @@ def _runs(job: dict) -> list[str]:
     return [s.get("run", "") for s in job["steps"]]
 
 
+@pytest.mark.slow
 def test_workflow_is_schema_valid_and_lint_clean():
     text = WORKFLOW.read_text()
     assert check_workflow(text) == []
     assert yamllint(text) == []
 
 
+@pytest.mark.slow
 def test_check_jsonschema_rejects_broken_workflows():
     text = WORKFLOW.read_text()
     no_runner = text.replace("    runs-on: ubuntu-latest\n", "", 1)
@@ -85,6 +87,7 @@ def test_no_expressions_interpolated_into_scripts():
     not (shutil.which("bash") and shutil.which("jq")), reason="needs bash and jq (as on the runners)"
 )
 @pytest.mark.parametrize("force", ["", "true"])
+@pytest.mark.slow
 def test_the_decide_step_runs_with_the_real_trigger(tmp_path, force):
     """Run the workflow's decide script in bash, with `afmrl` = the real CLI plus the trigger command."""
     step = next(s for s in _wf()["jobs"]["decide"]["steps"] if s.get("id") == "trigger")

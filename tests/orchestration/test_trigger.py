@@ -16,6 +16,10 @@ from typer.testing import CliRunner
 
 from afmrl.catalog.io import read_catalog, write_catalog
 from afmrl.config import TriggerConfig, load_config
+from afmrl.errors import TriggerError
+from afmrl.orchestration import drift as D
+from afmrl.orchestration import dvc_status as DV
+from afmrl.orchestration import state as S
 from afmrl.orchestration import trigger as T
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -52,28 +56,28 @@ def drifted_catalog(tmp_path: Path, synth_catalog: Path, listings: pd.DataFrame)
 
 
 def test_psi_matches_the_formula():
-    assert T.psi([0.5, 0.5], [0.5, 0.5]) == 0.0
+    assert D.psi([0.5, 0.5], [0.5, 0.5]) == 0.0
     expected = 0.4 * math.log(0.9 / 0.5) + (-0.4) * math.log(0.1 / 0.5)
-    assert T.psi([0.5, 0.5], [0.9, 0.1]) == pytest.approx(expected)
+    assert D.psi([0.5, 0.5], [0.9, 0.1]) == pytest.approx(expected)
     # an empty bin is floored at 1e-4, so a vanished category gives a large but finite PSI
-    assert T.psi([0.5, 0.5], [1.0, 0.0]) == pytest.approx(
+    assert D.psi([0.5, 0.5], [1.0, 0.0]) == pytest.approx(
         0.5 * math.log(1.0 / 0.5) + (1e-4 - 0.5) * math.log(1e-4 / 0.5)
     )
     with pytest.raises(ValueError):
-        T.psi([0.5, 0.5], [1.0])
+        D.psi([0.5, 0.5], [1.0])
 
 
 def test_same_catalogue_has_no_drift_and_a_subsample_little(listings):
     features = ["category", "currency", "source", "title_length", "price", "has_image"]
-    same = T.catalogue_drift(listings, listings, features)
+    same = D.catalogue_drift(listings, listings, features)
     assert set(same) == set(features)
     assert all(v == pytest.approx(0.0, abs=1e-12) for v in same.values())
     subsample = listings.iloc[[i for i in range(len(listings)) if i % 10 != 3]]
-    assert max(T.catalogue_drift(listings, subsample, features).values()) < 0.1
+    assert max(D.catalogue_drift(listings, subsample, features).values()) < 0.1
 
 
 def test_modified_catalogue_drifts_on_each_changed_feature(listings):
-    psi = T.catalogue_drift(listings, _drifted(listings), ["category", "title_length", "price", "currency"])
+    psi = D.catalogue_drift(listings, _drifted(listings), ["category", "title_length", "price", "currency"])
     assert psi["category"] > 1.0  # two of five categories vanished
     assert psi["title_length"] > 1.0  # every title longer than the reference's longest
     assert psi["price"] > 0.25
@@ -81,17 +85,17 @@ def test_modified_catalogue_drifts_on_each_changed_feature(listings):
 
 
 def test_quantile_bins_ignore_units_and_unseen_values_count(listings):
-    ref = T.profile_catalog(listings, ["price"], bins=5)["features"]["price"]
+    ref = D.profile_catalog(listings, ["price"], bins=5)["features"]["price"]
     assert ref["kind"] == "numeric" and len(ref["shares"]) == len(ref["edges"]) + 2  # + missing bin
     assert sum(ref["shares"]) == pytest.approx(1.0)
     cur = listings.copy()
     cur["price"] = None  # every price missing now: all mass moves to the missing bin
-    assert T.feature_psi(ref, T.feature_values(cur, "price")) > 1.0
+    assert D.feature_psi(ref, D.feature_values(cur, "price")) > 1.0
     new_cat = listings.copy()
     new_cat.loc[: len(new_cat) // 2, "category"] = "lamp"  # a category the model never saw
-    assert T.catalogue_drift(listings, new_cat, ["category"])["category"] > 0.25
+    assert D.catalogue_drift(listings, new_cat, ["category"])["category"] > 0.25
     with pytest.raises(ValueError, match="unknown drift feature"):
-        T.feature_values(listings, "colour")
+        D.feature_values(listings, "colour")
 
 
 # ------------------------------------------------------------------------------- pure decision
@@ -100,7 +104,7 @@ def test_quantile_bins_ignore_units_and_unseen_values_count(listings):
 def _ev(**kw) -> T.Evidence:
     base = {
         "now": NOW,
-        "data": T.DataStatus(),
+        "data": DV.DataStatus(),
         "drift": {"category": 0.01},
         "last_trained": NOW - timedelta(days=1),
     }
@@ -112,14 +116,15 @@ def test_decide_nothing_to_do():
     assert d.retrain is False and d.reasons == [] and d.triggers == []
     assert d.checks["schedule"]["age_days"] == pytest.approx(1.0)
     assert d.checks["drift"]["max_feature"] == "category"
-    json.dumps(d.to_dict())  # machine-readable
+    doc = json.loads(json.dumps(d.to_dict()))  # machine-readable
+    assert doc["retrain"] is False and doc["checks"]["drift"]["max_feature"] == "category"
 
 
 @pytest.mark.parametrize(
     ("evidence", "kind", "text"),
     [
         (
-            {"data": T.DataStatus(changes=["validate: input data/synthetic modified"])},
+            {"data": DV.DataStatus(changes=["validate: input data/synthetic modified"])},
             "data",
             "data/synthetic",
         ),
@@ -137,7 +142,7 @@ def test_decide_each_check_fires_alone(evidence, kind, text):
 def test_decide_respects_disabled_checks_and_force():
     cfg = TriggerConfig(drift_threshold=None, max_age_days=None, data_change=False)
     ev = _ev(
-        data=T.DataStatus(changes=["x"]), drift={"category": 5.0}, last_trained=NOW - timedelta(days=400)
+        data=DV.DataStatus(changes=["x"]), drift={"category": 5.0}, last_trained=NOW - timedelta(days=400)
     )
     d = T.decide(cfg, ev)
     assert d.retrain is False
@@ -150,7 +155,7 @@ def test_decide_respects_disabled_checks_and_force():
     assert forced.retrain is True and forced.triggers == ["forced"]
     # missing inputs (not pulled) are no reason to retrain
     assert (
-        T.decide(TriggerConfig(), _ev(data=T.DataStatus(missing=["s: input raw deleted"]))).retrain is False
+        T.decide(TriggerConfig(), _ev(data=DV.DataStatus(missing=["s: input raw deleted"]))).retrain is False
     )
 
 
@@ -163,7 +168,7 @@ def test_parse_dvc_status_shapes():
         "validate": [{"changed deps": {"data/synthetic": "deleted"}}, {"changed outs": {"data/validated": "modified"}}],
         "always": ["always changed"],
     }  # fmt: skip
-    s = T.parse_dvc_status(status)
+    s = DV.parse_dvc_status(status)
     assert "train: input data/validated modified" in s.changes
     assert "train: parameter train.lr modified" in s.changes
     assert "train: command changed" in s.changes
@@ -177,6 +182,7 @@ def test_parse_dvc_status_shapes():
 # ------------------------------------------------------------------------------ real DVC repo
 
 
+@pytest.mark.slow
 def test_data_change_in_a_real_dvc_repo(tmp_path, synth_catalog, listings, monkeypatch):
     import subprocess
     import sys
@@ -200,32 +206,32 @@ def test_data_change_in_a_real_dvc_repo(tmp_path, synth_catalog, listings, monke
     with Repo(str(repo)) as r:
         r.add(str(catalog))
         r.reproduce()
-    assert T.dvc_data_status(repo) == T.DataStatus()  # everything up to date
+    assert DV.dvc_data_status(repo) == DV.DataStatus()  # everything up to date
 
     write_catalog(_drifted(listings), catalog, image_root=synth_catalog)  # new data, not yet `dvc add`ed
-    s = T.dvc_data_status(repo)
+    s = DV.dvc_data_status(repo)
     assert "prepare: input data/catalog modified" in s.changes
     assert any(c.startswith("data/catalog.dvc: data data/catalog modified") for c in s.changes)
     with Repo(str(repo)) as r:
         r.add(str(catalog))  # the pointer now records it; the stage is still out of date
-    s = T.dvc_data_status(repo)
+    s = DV.dvc_data_status(repo)
     assert s.changes == ["prepare: input data/catalog modified"]
-    assert T.dvc_data_status(repo, ["data/catalog.dvc"]).changes == []  # targets narrow the check
+    assert DV.dvc_data_status(repo, ["data/catalog.dvc"]).changes == []  # targets narrow the check
 
     # recorded training on the original catalogue, one day ago: data + drift both fire
     cfg = _cfg(tmp_path, f"trigger.catalog={catalog}")
-    T.record_training(cfg, synth_catalog, when=NOW - timedelta(days=1))
+    S.record_training(cfg, synth_catalog, when=NOW - timedelta(days=1))
     d = T.evaluate(cfg, repo_dir=repo, now=NOW)
     assert d.retrain and d.triggers == ["data", "drift"], d.reasons
     assert d.checks["drift"]["psi"]["category"] > 1.0
 
     shutil.rmtree(catalog)  # inputs absent locally (not pulled): no change, no drift verdict
-    s = T.dvc_data_status(repo)
+    s = DV.dvc_data_status(repo)
     assert s.changes == [] and "prepare: input data/catalog deleted" in s.missing
     d = T.evaluate(cfg, repo_dir=repo, now=NOW)
     assert d.retrain is False and any("not found" in n for n in d.notes)
 
-    assert T.dvc_data_status(tmp_path / "state") is None  # not a DVC repository: check skipped
+    assert DV.dvc_data_status(tmp_path / "state") is None  # not a DVC repository: check skipped
 
 
 # ----------------------------------------------------------------------------- state + schedule
@@ -236,8 +242,8 @@ def test_recorded_state_drives_schedule_and_drift(tmp_path, synth_catalog, drift
     first = T.evaluate(cfg, now=NOW)
     assert first.retrain and first.triggers == ["first"]
 
-    path = T.record_training(cfg, when=NOW - timedelta(days=2))
-    state = T.read_state_file(path)
+    path = S.record_training(cfg, when=NOW - timedelta(days=2))
+    state = S.read_state_file(path)
     assert state.trained_at == NOW - timedelta(days=2) and set(state.profile["features"]) == {
         "category", "title_length", "price"
     }  # fmt: skip
@@ -252,13 +258,14 @@ def test_recorded_state_drives_schedule_and_drift(tmp_path, synth_catalog, drift
     assert explicit.checks["drift"]["psi"] == drift.checks["drift"]["psi"]  # profile == the catalogue itself
 
     path.write_text("{not json")
-    with pytest.raises(T.TriggerError, match="not valid JSON"):
+    with pytest.raises(TriggerError, match="not valid JSON"):
         T.evaluate(cfg, now=NOW)
     path.write_text(json.dumps({"trained_at": "yesterday"}))
-    with pytest.raises(T.TriggerError, match="ISO 8601"):
+    with pytest.raises(TriggerError, match="ISO 8601"):
         T.evaluate(cfg, now=NOW)
 
 
+@pytest.mark.slow
 def test_mlflow_is_the_fallback_state_source(tmp_path, synth_catalog):
     from afmrl.tracking.runs import stage_run
 
@@ -268,12 +275,12 @@ def test_mlflow_is_the_fallback_state_source(tmp_path, synth_catalog):
         [f"tracking.uri={uri}", "tracking.experiment=trigger-test", f"trigger.catalog={synth_catalog}",
          f"trigger.state_file={tmp_path / 'absent.json'}", "trigger.data_change=false"],
     )  # fmt: skip
-    assert T.state_from_mlflow(cfg.tracking, "train") is None  # no store yet (and none is created)
+    assert S.state_from_mlflow(cfg.tracking, "train") is None  # no store yet (and none is created)
     assert not (tmp_path / "mlflow.db").exists()
     with stage_run(cfg.tracking, "train") as run_:
-        T.record_training(cfg, when=NOW, run=run_)  # what a training stage does at its end
+        S.record_training(cfg, when=NOW, run=run_)  # what a training stage does at its end
     (tmp_path / "absent.json").unlink()  # only MLflow knows now
-    state = T.load_state(cfg)
+    state = S.load_state(cfg)
     assert state is not None and state.source.startswith("mlflow run ")
     assert state.trained_at == NOW and state.profile["features"]["category"]["kind"] == "categorical"
     d = T.evaluate(cfg, now=NOW + timedelta(days=1))

@@ -31,13 +31,11 @@ from afmrl.retrieval.milvus import (
 from afmrl.retrieval.search import SearchFilters, find_identical
 from afmrl.stages import index as index_stage
 
-from ..conftest import REPO
-
 BASE = ["tracking.enabled=false", "index.batch_size=16"]
 
 
 def make_cfg(db, *extra: str):
-    return load_config(REPO / "params.yaml", [*BASE, f"index.uri={db}", *extra])
+    return load_config(None, [*BASE, f"index.uri={db}", *extra])
 
 
 def save_encoder(folder, dim: int = 32, seed: int = 0):
@@ -70,6 +68,7 @@ def random_records(n: int, dim: int, seed: int = 0, prefix: str = "l") -> list[d
 
 
 # ---------------------------------------------------------------------------- build, re-run, resume
+@pytest.mark.slow
 def test_build_then_rerun_adds_nothing(built, synth_catalog):
     cfg, first, tmp = built
     n = len(read_catalog(synth_catalog).listings)
@@ -87,6 +86,7 @@ def test_build_then_rerun_adds_nothing(built, synth_catalog):
         assert props["afmrl.complete"] == "true" and props["afmrl.count"] == str(n)
 
 
+@pytest.mark.slow
 def test_changed_listing_is_reembedded_and_removed_one_pruned(tmp_path, synth_catalog, encoder_dir):
     cfg = make_cfg(tmp_path / "m.db", "index.splits=[test]")
     first = index_stage.run(cfg, synth_catalog, encoder_dir, tmp_path / "out")
@@ -117,10 +117,11 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_kill_9_mid_build_then_resume_gives_the_same_count(tmp_path, synth_catalog, encoder_dir):
+@pytest.mark.slow
+def test_kill_9_mid_build_then_resume_gives_the_same_count(tmp_path, synth_catalog, encoder_dir, default_params):
     db = tmp_path / "m.db"
     env = {**os.environ, "AFMRL_PROGRESS": "off"}
-    args = [sys.executable, "-c", CHILD, str(REPO / "params.yaml"), str(db), str(synth_catalog), str(encoder_dir),
+    args = [sys.executable, "-c", CHILD, str(default_params), str(db), str(synth_catalog), str(encoder_dir),
             str(tmp_path / "out")]  # fmt: skip
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
@@ -151,6 +152,7 @@ def test_kill_9_mid_build_then_resume_gives_the_same_count(tmp_path, synth_catal
 
 
 # ---------------------------------------------------------------------------- search
+@pytest.mark.slow
 def test_search_by_listing_with_and_without_filters(built):
     cfg, first, _ = built
     with MilvusIndex.from_config(cfg.index) as ix:
@@ -177,6 +179,7 @@ def test_search_by_listing_with_and_without_filters(built):
                            filters=SearchFilters(min_price=5, max_price=1))  # fmt: skip
 
 
+@pytest.mark.slow
 def test_search_by_text_and_image_uses_the_collections_encoder(built, synth_catalog):
     cfg, first, _ = built
     res = find_identical(cfg, text="Orvo orange aluminium bottle 750 ml", collection=first.collection, top_k=3,
@@ -229,6 +232,7 @@ def test_serving_alias_switches_atomically(tmp_path):
         index_stage.set_serving_alias(cfg, collection="col_nope")
 
 
+@pytest.mark.slow
 def test_dimension_mismatch_is_refused_with_both_numbers(tmp_path, synth_catalog, encoder_dir):
     with MilvusIndex(str(tmp_path / "d.db")) as ix:
         ix.ensure_collection("c", 32)
@@ -241,6 +245,7 @@ def test_dimension_mismatch_is_refused_with_both_numbers(tmp_path, synth_catalog
         index_stage.run(cfg, synth_catalog, small, tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_a_lite_file_open_in_another_process_gives_a_clear_error(tmp_path):
     db = tmp_path / "locked.db"
     code = "from afmrl.retrieval.milvus import MilvusIndex\nimport sys\nMilvusIndex(sys.argv[1])"
@@ -267,11 +272,17 @@ def test_secrets_stay_out_of_messages_and_config_dumps(monkeypatch):
 
 
 # ---------------------------------------------------------------------------- evaluation, CLI, MLflow URIs
+@pytest.mark.slow
 def test_evaluation_through_the_index_matches_exact_search(built, synth_catalog, encoder_dir, tmp_path):
     from afmrl.stages import evaluate
 
     cfg, first, _ = built
-    ev = evaluate.run(cfg, synth_catalog, encoder_dir, tmp_path / "eval", with_index=True)
+    stale = tmp_path / "stale" / "index.json"  # an index of another encoder is refused before any embedding
+    stale.parent.mkdir()
+    stale.write_text(json.dumps({"collection": "afmrl_listings_other"}))
+    with pytest.raises(AfmrlError, match="not this encoder's"):
+        evaluate.run(cfg, synth_catalog, encoder_dir, tmp_path / "eval", index=stale)
+    ev = evaluate.run(cfg, synth_catalog, encoder_dir, tmp_path / "eval", index=first.summary_path)
     m = ev.result.metrics
     for k in ("R@1", "R@5", "R@10", "mAP@10", "queries"):
         assert m[f"index_listing_{k}"] == pytest.approx(m[f"listing_{k}"], abs=1e-6), k
@@ -280,6 +291,7 @@ def test_evaluation_through_the_index_matches_exact_search(built, synth_catalog,
     assert "index_listing_R@1" in report["metrics"]
 
 
+@pytest.mark.slow
 def test_cli_search_info_and_alias(built):
     from afmrl.commands.index import app
 
@@ -300,11 +312,30 @@ def test_cli_search_info_and_alias(built):
     assert res.exit_code == 2 and "no collection or alias named 'nope'" in res.output
 
 
+@pytest.mark.slow
+def test_publish_switches_the_alias_only_when_promoted(built, encoder_dir, tmp_path):
+    from afmrl.stages import publish
+
+    cfg, first, _ = built
+    (tmp_path / "rejected.json").write_text(json.dumps({"promoted": False}))
+    kept = publish.run(cfg, tmp_path / "rejected.json", encoder_dir, tmp_path / "kept")
+    assert kept["switched"] is False
+    (tmp_path / "promote").mkdir()
+    (tmp_path / "promote" / "decision.json").write_text(json.dumps({"promoted": True}))
+    moved = publish.run(cfg, tmp_path / "promote", encoder_dir, tmp_path / "publish")  # the folder, as in Kubeflow
+    assert moved["switched"] is True and moved["collection"] == first.collection
+    assert json.loads((tmp_path / "publish" / "publish.json").read_text())["collection"] == first.collection
+    with MilvusIndex.from_config(cfg.index) as ix:
+        assert ix.alias_target(cfg.index.alias) == first.collection
+
+
+@pytest.mark.slow
 def test_encoder_from_an_mlflow_registry_alias(tmp_path, encoder_dir, monkeypatch):
     import mlflow
     from mlflow import MlflowClient
 
-    from afmrl.retrieval import encoder_ref
+    from afmrl.models.encoders import ref as encoder_ref
+    from afmrl.retrieval.milvus import collection_for, collection_for_encoder
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -331,9 +362,7 @@ def test_encoder_from_an_mlflow_registry_alias(tmp_path, encoder_dir, monkeypatc
     champion = encoder_ref.resolve("models:/afmrl-encoder@champion", cfg.tracking)
     champion.cleanup()
     assert champion.details["version"] == str(mv.version)
-    assert index_stage.collection_for_encoder(cfg, "models:/afmrl-encoder@champion") == index_stage.collection_for(
-        cfg, local.fingerprint
-    )
+    assert collection_for_encoder(cfg, "models:/afmrl-encoder@champion") == collection_for(cfg, local.fingerprint)
     with pytest.raises(AfmrlError, match="no encoder folder"):
         encoder_ref.resolve(tmp_path / "missing", cfg.tracking, cfg.encoder)
 

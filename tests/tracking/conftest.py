@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from afmrl.config import Config, TrackingConfig, load_config
-from afmrl.tracking.runs import PARENT_RUN_ENV, PIPELINE_ID_ENV, prepare_store
+from afmrl.tracking.runs import PARENT_RUN_ENV, PIPELINE_ID_ENV
+from afmrl.tracking.store import prepare_store
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,7 @@ def test_rules_against_a_champion():
 # ---- on a registry ----
 
 
+@pytest.mark.slow
 def test_gate_promotes_better_rejects_worse(store_cfg, encoder_dir, tmp_path):
     first = _gate(store_cfg, encoder_dir, tmp_path, "v1", 0.50, 0.40)
     assert first.promoted and first.version == 1 and first.champion_before is None
@@ -95,6 +96,7 @@ def test_gate_promotes_better_rejects_worse(store_cfg, encoder_dir, tmp_path):
     assert run.data.tags["afmrl.decision"] == "rejected" and run.data.metrics["promoted"] == 0.0
 
 
+@pytest.mark.slow
 def test_first_model_below_the_floor_is_not_promoted(store_cfg, encoder_dir, tmp_path):
     d = _gate(store_cfg, encoder_dir, tmp_path, "v1", 0.10, 0.40)
     assert not d.promoted and d.champion_after is None
@@ -102,6 +104,7 @@ def test_first_model_below_the_floor_is_not_promoted(store_cfg, encoder_dir, tmp
     assert any("listing_R@1=0.1000 is below the floor" in r for r in d.reasons)
 
 
+@pytest.mark.slow
 def test_gate_compares_with_a_champion_moved_by_hand(store_cfg, encoder_dir, tmp_path):
     from afmrl.commands.registry import standalone_app
 

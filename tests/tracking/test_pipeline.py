@@ -11,14 +11,18 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from afmrl.catalog.io import read_catalog
 from afmrl.config import load_config
 from afmrl.retrieval.embed import embed_listings
 from afmrl.stages import evaluate, promote, train
+from afmrl.tracking.datasets import catalog_digest
+from afmrl.tracking.pipeline import pipeline_run
 from afmrl.tracking.registry import load_encoder_cached
-from afmrl.tracking.runs import catalog_digest, pipeline_run
+
+pytestmark = pytest.mark.slow
 
 FRESH_PROCESS = """
 import sys, mlflow, numpy as np, pandas as pd
@@ -52,14 +56,15 @@ def test_pipeline_run_and_champion_in_a_fresh_process(store_cfg, tiny_catalog, t
     (data_input,) = parent.inputs.dataset_inputs
     assert data_input.dataset.digest == catalog_digest(tiny_catalog)
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
-    assert sorted(c.info.run_name for c in children) == ["evaluate", "promote", "train-agcl"]
+    assert sorted(c.info.run_name for c in children) == ["evaluate", "promote", "train"]
     pid = parent.data.tags["afmrl.pipeline_run_id"]
     assert all(c.data.tags["afmrl.pipeline_run_id"] == pid for c in children)
     assert parent.data.tags["afmrl.stages"].count(":FINISHED") == 3
     by_name = {c.info.run_name: c for c in children}
-    train_inputs = by_name["train-agcl"].inputs.dataset_inputs
+    assert by_name["train"].data.tags["afmrl.stage"] == "train" and by_name["train"].data.tags["afmrl.method"] == "agcl"
+    train_inputs = by_name["train"].inputs.dataset_inputs
     assert [t.value for t in train_inputs[0].tags] == ["training"]
-    assert "loss" in by_name["train-agcl"].data.metrics
+    assert "loss" in by_name["train"].data.metrics
 
     # what the evaluation embedded, in this process
     catalog = read_catalog(tiny_catalog)

@@ -17,14 +17,10 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from afmrl.config import load_config
+from afmrl.tracking.datasets import catalog_digest
 from afmrl.tracking.redact import MASK, is_secret_key, scrub
-from afmrl.tracking.runs import (
-    PARENT_RUN_ENV,
-    PIPELINE_ID_ENV,
-    TrackingUnavailable,
-    catalog_digest,
-    stage_run,
-)
+from afmrl.tracking.runs import PARENT_RUN_ENV, PIPELINE_ID_ENV, stage_run
+from afmrl.tracking.store import TrackingUnavailable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,7 +41,8 @@ WORKER = """
 import sys, time
 from pathlib import Path
 from afmrl.config import load_config
-from afmrl.tracking.runs import connect, stage_run
+from afmrl.tracking.runs import stage_run
+from afmrl.tracking.store import connect
 name, sync = sys.argv[1], Path(sys.argv[2])
 
 def barrier(tag):  # both processes pass together
@@ -72,6 +69,7 @@ print(run.run_id)
 """
 
 
+@pytest.mark.slow
 def test_two_processes_log_at_once_to_the_default_sqlite_store(tmp_path):
     work = tmp_path / "project"  # no mlflow.db yet: both processes race to create it
     work.mkdir()
@@ -106,6 +104,20 @@ SECRETS = {
 CONFIG_SECRETS = ("cfg-token-abc123", "cfg-s3-secret-999", "db-pass-777", "tagpass-321", "never-seen-before-77")
 
 
+@pytest.mark.slow
+def test_log_config_logs_the_stage_sections_and_its_inputs(store_cfg):
+    cfg = load_config(None, [f"tracking.uri={store_cfg.tracking.uri}", "index.token=cfg-idx-token-42",
+                             "rar.trl.learning_rate=0.002"])  # fmt: skip
+    with stage_run(cfg.tracking, "rar") as run:
+        run.log_config(cfg, ("rar", "index"), catalog="data/validated", keys=["brand", "colour"], pairs={"n": 3})
+    params = _client(cfg.tracking.resolved_uri()).get_run(run.run_id).data.params
+    assert params["rar.trl.learning_rate"] == "0.002" and params["rar.splits"] == '["train"]'
+    assert params["index.token"] == MASK and "cfg-idx-token-42" not in json.dumps(params)
+    assert params["catalog"] == "data/validated" and params["keys"] == '["brand", "colour"]' and params["pairs.n"] == "3"
+    assert not any(k.startswith(("train.", "encoder.", "tracking.")) for k in params)  # only the named sections
+
+
+@pytest.mark.slow
 def test_credentials_never_reach_mlflow_or_the_console(store_cfg, tmp_path, monkeypatch, capfd):
     for k, v in SECRETS.items():
         monkeypatch.setenv(k, v)
@@ -152,6 +164,7 @@ def test_credentials_never_reach_mlflow_or_the_console(store_cfg, tmp_path, monk
 # ---- an unreachable tracking server ----
 
 
+@pytest.mark.slow
 def test_unreachable_server_fails_before_training(store_cfg, tiny_catalog, tmp_path):
     from afmrl.stages import train
 
@@ -169,7 +182,7 @@ def test_unreachable_server_fails_before_training(store_cfg, tiny_catalog, tmp_p
     from afmrl.cli import app
 
     result = CliRunner().invoke(app, ["--set", f"tracking.uri=http://ci:other-pass-99@127.0.0.1:{port}", "train",
-                                      "agcl", str(tiny_catalog), "--out", str(tmp_path / "cli")])  # fmt: skip
+                                      str(tiny_catalog), "--out", str(tmp_path / "cli")])  # fmt: skip
     assert result.exit_code == 2 and "TrackingUnavailable" in result.output and "not reachable" in result.output
     assert "other-pass-99" not in result.output
     assert not (tmp_path / "cli").exists()
@@ -178,6 +191,7 @@ def test_unreachable_server_fails_before_training(store_cfg, tiny_catalog, tmp_p
 # ---- the parent run, as around `dvc repro` ----
 
 
+@pytest.mark.slow
 def test_run_start_and_end_nest_stage_runs(store_cfg, tiny_catalog, tmp_path, monkeypatch):
     from afmrl.commands.registry import standalone_app
 
@@ -202,14 +216,14 @@ def test_run_start_and_end_nest_stage_runs(store_cfg, tiny_catalog, tmp_path, mo
 
     with stage_run(store_cfg.tracking, "validate") as ok:
         ok.log_catalog(tiny_catalog, context="validation-input")
-    with pytest.raises(RuntimeError), stage_run(store_cfg.tracking, "train-agcl"):
+    with pytest.raises(RuntimeError), stage_run(store_cfg.tracking, "train"):
         raise RuntimeError("stage crashed")
 
     ended = runner.invoke(app, ["--set", f"tracking.uri={uri}", "run", "end"])
     assert ended.exit_code == 0, ended.output
     summary = json.loads(ended.stdout)
     assert summary == {"run_id": parent_id, "status": "FAILED",
-                       "stages": {"validate": "FINISHED", "train-agcl": "FAILED"}}  # fmt: skip
+                       "stages": {"validate": "FINISHED", "train": "FAILED"}}  # fmt: skip
 
     client = _client(uri)
     parent = client.get_run(parent_id)
@@ -227,7 +241,7 @@ def test_run_start_and_end_nest_stage_runs(store_cfg, tiny_catalog, tmp_path, mo
 
 
 def test_git_commit_tag_matches_the_checkout():
-    from afmrl.tracking.runs import _git_commit
+    from afmrl.tracking.provenance import _git_commit
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
     if head.returncode != 0:
@@ -238,6 +252,7 @@ def test_git_commit_tag_matches_the_checkout():
 # ---- the attribute extractor ----
 
 
+@pytest.mark.slow
 def test_extractor_registered_and_fetched_by_alias(store_cfg, tmp_path):
     from afmrl.commands.registry import standalone_app
     from afmrl.tracking.registry import download_extractor

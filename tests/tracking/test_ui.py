@@ -19,6 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from afmrl.tracking.runs import PARENT_RUN_ENV, PIPELINE_ID_ENV
 
+pytestmark = pytest.mark.slow
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from afmrl.attributes.schema import enhanced_text
-from afmrl.training.reward_encoder import BackboneEncoder
+from afmrl.models.encoders.backbone import BackboneEncoder
 from afmrl.training.rewards import (
     FormatReward,
     Gallery,
@@ -125,5 +125,10 @@ def test_format_reward_is_graded():
 
 
 def test_enhanced_text_is_what_the_reward_embeds(reward):
-    text = enhanced_text("Norvik bottle", {"colour": "red"})
-    assert text in reward._embed([text])
+    attrs = {"colour": "red", "material": "glass"}
+    text = enhanced_text("Norvik bottle", attrs)
+    got = reward.score_attributes("q1", attrs)
+    assert text in reward._text_cache  # the title + serialised attributes were embedded ...
+    base_score, _ = reward.baseline("q1")
+    score, _ = reward._score("q1", reward.encoder.encode_texts([text])[0])
+    assert got == pytest.approx(score - base_score, abs=1e-6)  # ... and scored against the title alone

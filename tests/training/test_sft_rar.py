@@ -16,15 +16,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def sft_model(synth_catalog, tmp_path_factory):
     """A tiny Qwen2-VL warm-started on the train split's reference attributes (full weights)."""
-    from afmrl.training.sft import run_sft
+    from afmrl.stages import sft
 
     base = build_tiny("vlm", tmp_path_factory.mktemp("tiny-vlm"), synth_catalog, vocab_size=1024)
-    cfg = load_config(None, ["tracking.enabled=false", f"mllm.model={base}", "sft.max_steps=100",
-                             "sft.learning_rate=0.005", "sft.batch_size=8"])  # fmt: skip
-    result = run_sft(cfg, synth_catalog, tmp_path_factory.mktemp("sft"))
+    cfg = load_config(None, ["tracking.enabled=false", f"mllm.model={base}", "sft.trl.max_steps=100",
+                             "sft.trl.learning_rate=0.005", "sft.trl.per_device_train_batch_size=8"])  # fmt: skip
+    result = sft.run(cfg, synth_catalog, base, tmp_path_factory.mktemp("sft"))
     return base, result
 
 
+@pytest.mark.slow
 def test_sft_teaches_the_json_format(sft_model, synth_catalog, tmp_path):
     from afmrl.stages import extract
 
@@ -44,18 +45,20 @@ def test_sft_teaches_the_json_format(sft_model, synth_catalog, tmp_path):
     assert r.metrics["extracted"]["per_key"]["category"]["support"] > 0
 
 
+@pytest.mark.slow
 def test_grpo_few_steps_change_the_adapter_and_log_to_mlflow(sft_model, synth_catalog, tmp_path):
     import mlflow
 
-    from afmrl.training.rar import run_rar
-    from afmrl.training.reward_encoder import BackboneEncoder
+    from afmrl.models.encoders.backbone import BackboneEncoder
+    from afmrl.stages import rar
 
     _, sft = sft_model
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = load_config(None, [f"tracking.uri={uri}", "rar.max_steps=2", "rar.max_prompts=8", "rar.num_generations=4",
-                             "rar.batch_size=4", "rar.max_completion_length=40", "rar.learning_rate=0.002",
-                             "rar.beta=0.04", "rar.target=product", "rar.gallery_modality=text"])  # fmt: skip
-    result = run_rar(cfg, synth_catalog, tmp_path / "rar", base_model=str(sft.model_dir), encoder=BackboneEncoder())
+    cfg = load_config(None, [f"tracking.uri={uri}", "rar.trl.max_steps=2", "rar.max_prompts=8",
+                             "rar.trl.num_generations=4", "rar.trl.per_device_train_batch_size=4",
+                             "rar.trl.max_completion_length=40", "rar.trl.learning_rate=0.002", "rar.trl.beta=0.04",
+                             "rar.target=product", "rar.gallery_modality=text"])  # fmt: skip
+    result = rar.run(cfg, synth_catalog, sft.model_dir, BackboneEncoder(), tmp_path / "rar")
     assert result.steps == 2 and result.prompts == 8
     assert result.adapter_change > 0.0  # LoRA B started at zero: the adapter moved
     assert (result.adapter_dir / "adapter_config.json").is_file()
@@ -77,15 +80,41 @@ def test_grpo_few_steps_change_the_adapter_and_log_to_mlflow(sft_model, synth_ca
     assert merged.is_vlm and not any("lora" in n for n, _ in merged.model.named_parameters())
 
 
+@pytest.mark.slow
 def test_sft_with_lora_on_a_text_model(synth_catalog, tmp_path):
-    from afmrl.training.sft import run_sft
+    from afmrl.stages import sft
 
     base = build_tiny("lm", tmp_path / "lm", synth_catalog, vocab_size=512)
-    cfg = load_config(None, ["tracking.enabled=false", "sft.method=lora", "sft.max_steps=3", "sft.batch_size=4",
-                             "sft.learning_rate=0.01", "sft.target_modules=[q_proj,v_proj]"])  # fmt: skip
-    result = run_sft(cfg, synth_catalog, tmp_path / "sft", base_model=str(base))
+    cfg = load_config(None, ["tracking.enabled=false", "sft.method=lora", "sft.trl.max_steps=3",
+                             "sft.trl.per_device_train_batch_size=4", "sft.trl.learning_rate=0.01",
+                             "sft.target_modules=[q_proj,v_proj]"])  # fmt: skip
+    result = sft.run(cfg, synth_catalog, base, tmp_path / "sft")
     assert result.lora and result.steps == 3
     before = load_file(base / "model.safetensors")
     after = load_file(result.model_dir / "model.safetensors")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(("q_proj" in k or "v_proj" in k) for k in changed)  # only the adapted, merged layers
+
+
+def test_trl_sections_build_trls_own_configs_and_name_unknown_keys(tmp_path):
+    import dataclasses
+
+    from trl import GRPOConfig, SFTConfig
+
+    from afmrl.config import RAR_TRL_DEFAULTS, SFT_TRL_DEFAULTS
+    from afmrl.errors import ConfigError
+    from afmrl.training.rar import grpo_config
+    from afmrl.training.sft import sft_config
+
+    assert set(RAR_TRL_DEFAULTS) <= {f.name for f in dataclasses.fields(GRPOConfig)}
+    assert set(SFT_TRL_DEFAULTS) <= {f.name for f in dataclasses.fields(SFTConfig)}
+    cfg = load_config(None, ["rar.trl.max_steps=3", "rar.trl.epsilon=0.3", "rar.seed=5", "rar.format_weight=0.5"])
+    args = grpo_config(cfg, tmp_path)
+    assert (args.max_steps, args.epsilon, args.seed, args.reward_weights) == (3, 0.3, 5, [1.0, 0.5])
+    assert args.loss_type == "dapo" and args.output_dir == str(tmp_path / "_trainer")  # our default, our folder
+    assert sft_config(load_config(None, ["sft.trl.warmup_steps=2"]), tmp_path).warmup_steps == 2
+    for override, build in (("rar.trl.lerning_rate=0.1", grpo_config), ("sft.trl.num_epochs=2", sft_config)):
+        with pytest.raises(ConfigError) as exc:
+            build(load_config(None, [override]), tmp_path)
+        key = override.split("=")[0]
+        assert exc.value.field == key and key in str(exc.value)

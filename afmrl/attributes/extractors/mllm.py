@@ -14,13 +14,26 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from afmrl.attributes.cache import GenerationCache, content_hash, file_hash
+from afmrl.attributes.cache import GenerationCache
 from afmrl.attributes.prompts import PROMPT_VERSION, build_messages
 from afmrl.attributes.schema import DEFAULT_SCHEMA, AttributeSchema
 from afmrl.config import MLLMConfig
-from afmrl.models.mllm import LoadedMLLM
+from afmrl.digest import content_hash, file_digest
+
+
+class LoadedModel(Protocol):
+    """What the extractor needs of a loaded MLLM (:class:`afmrl.models.mllm.LoadedMLLM` is one; this
+    layer sits below ``afmrl.models``, so it names the shape, not the class)."""
+
+    model: Any
+    processor: Any
+    is_vlm: bool
+    fingerprint: str
+
+    @property
+    def tokenizer(self) -> Any: ...
 
 
 @dataclass
@@ -40,7 +53,7 @@ class Generation:
 
 
 class MLLMExtractor:
-    def __init__(self, loaded: LoadedMLLM, cfg: MLLMConfig, keys: Sequence[str],
+    def __init__(self, loaded: LoadedModel, cfg: MLLMConfig, keys: Sequence[str],
                  schema: AttributeSchema = DEFAULT_SCHEMA) -> None:  # fmt: skip
         self.loaded = loaded
         self.cfg = cfg
@@ -63,7 +76,9 @@ class MLLMExtractor:
         return content_hash(self.loaded.fingerprint, PROMPT_VERSION, self.keys, self.generation_settings())[:24]
 
     def listing_key(self, item: ListingInput) -> str:
-        image = file_hash(item.image) if (item.image is not None and self.use_images) else None
+        image = None
+        if item.image is not None and self.use_images and Path(item.image).is_file():
+            image = file_digest(item.image)
         return content_hash(item.title or "", item.description or "", image)
 
     def messages(self, item: ListingInput, with_image: bool) -> list[dict[str, Any]]:

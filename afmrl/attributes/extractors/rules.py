@@ -29,6 +29,7 @@ import pandas as pd
 
 from afmrl.attributes import normalize as N
 from afmrl.attributes.schema import DEFAULT_SCHEMA, AttributeSchema
+from afmrl.digest import digest_bytes
 
 STOP_WORDS = frozenset(
     """a an the new for with and or of in on by to from free best hot top fast sale original genuine official
@@ -173,10 +174,8 @@ class RuleExtractor:
 
     @property
     def fingerprint(self) -> str:
-        import hashlib
-
         blob = json.dumps([sorted(self.brands.items()), self.keys, self.use_provided], sort_keys=True)
-        return "rules-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return "rules-" + digest_bytes(blob)[:12]
 
     def extract(self, title: str | None, description: str | None = None, category: str | None = None,
                 provided: Mapping[str, Any] | None = None) -> dict[str, str]:  # fmt: skip

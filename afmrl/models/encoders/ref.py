@@ -1,4 +1,4 @@
-"""Encoder references for indexing and search: a local folder, a hub id, or an MLflow artifact URI.
+"""Encoder references: a local folder, a hub id, ``pretrained``, or an MLflow artifact URI.
 
 ``models:/afmrl-encoder@champion`` (registry alias), ``models:/afmrl-encoder/3``, ``runs:/<run>/encoder``
 and ``mlflow-artifacts:/...`` are downloaded with ``mlflow.artifacts.download_artifacts`` into a
@@ -7,12 +7,12 @@ encoder (``encoder/`` of a run, ``artifacts/encoder`` of a pyfunc model, or the 
 a Hugging Face folder at the top (``encoder.kind`` clip / vlm2vec).
 
 The fingerprint is a hash of the encoder's files (plus the text settings a non-afmrl encoder takes from
-the config), so the same weights give the same index collection wherever they were loaded from.
+the config; :func:`afmrl.digest.folder_digest`), so the same weights give the same index collection
+wherever they were loaded from. :func:`afmrl.models.encoders.load_encoder` loads any reference.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from afmrl.config import EncoderConfig, TrackingConfig
+from afmrl.digest import digest_bytes, folder_digest
 from afmrl.errors import ConfigError
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
-_BIG_FILE = 64 * 2**20  # files above this are hashed by size, head and tail
-_CHUNK = 8 * 2**20
+PRETRAINED = "pretrained"  # the packaged backbones without trained heads (BackboneEncoder)
+# the settings that change what a non-afmrl encoder computes (an afmrl folder's config.json has them)
+_TEXT_SETTINGS = ("kind", "max_tokens", "image_size", "attributes_in_text", "attributes_source", "attributes_file")
 
 
 def is_mlflow_uri(ref: str | Path) -> bool:
@@ -72,39 +74,21 @@ def find_encoder_folder(root: Path) -> Path:
                       field="encoder")  # fmt: skip
 
 
-def _hash_file(h: Any, path: Path) -> None:
-    size = path.stat().st_size
-    h.update(f"{size}\0".encode())
-    with path.open("rb") as f:
-        if size <= _BIG_FILE:
-            for chunk in iter(lambda: f.read(_CHUNK), b""):
-                h.update(chunk)
-        else:
-            h.update(f.read(_CHUNK))
-            f.seek(size - _CHUNK)
-            h.update(f.read(_CHUNK))
-
-
 def fingerprint(path_or_id: str | Path, enc: EncoderConfig | None = None) -> str:
     """Hex digest of the encoder's files (names, sizes, contents); of the id itself for a hub id."""
-    h = hashlib.sha256()
     folder = Path(str(path_or_id))
-    if folder.is_dir():
-        for p in sorted(q for q in folder.rglob("*") if q.is_file()):
-            h.update(p.relative_to(folder).as_posix().encode() + b"\0")
-            _hash_file(h, p)
-        afmrl = _is_afmrl_folder(folder)
-    else:
-        h.update(str(path_or_id).encode())
-        afmrl = False
+    afmrl = folder.is_dir() and _is_afmrl_folder(folder)
+    settings = None
     if not afmrl and enc is not None:  # the folder's config.json carries these for afmrl encoders
-        keys = ("kind", "max_tokens", "image_size", "attributes_in_text", "attributes_source", "attributes_file")
-        h.update(json.dumps({k: getattr(enc, k) for k in keys}, sort_keys=True).encode())
-    return h.hexdigest()
+        settings = {k: getattr(enc, k) for k in _TEXT_SETTINGS}
+    if folder.is_dir():
+        return folder_digest(folder, extra=settings)
+    return digest_bytes(str(path_or_id), *([json.dumps(settings, sort_keys=True)] if settings is not None else []))
 
 
 def resolve(ref: str | Path, tracking: TrackingConfig | None = None, enc: EncoderConfig | None = None) -> EncoderRef:
-    """A local folder as is; an MLflow URI downloaded to a temporary folder; anything else a hub id."""
+    """A local folder as is; an MLflow URI downloaded to a temporary folder; ``pretrained``; anything
+    else a hub id."""
     text = str(ref)
     if is_mlflow_uri(text):
         import mlflow
@@ -121,12 +105,15 @@ def resolve(ref: str | Path, tracking: TrackingConfig | None = None, enc: Encode
             raise ConfigError(f"cannot download encoder {text}: {exc}", field="encoder") from exc
         details = _registry_details(text)
         return EncoderRef(text, str(folder), fingerprint(folder, enc), details, tmp)
+    if text == PRETRAINED:
+        return EncoderRef(text, text, fingerprint(text, enc or EncoderConfig()))
     folder = Path(text).expanduser()
     if folder.is_dir():
         return EncoderRef(str(folder.resolve()), str(folder.resolve()), fingerprint(folder, enc))
     if folder.exists() or enc is None or enc.kind == "dual":
-        raise ConfigError(f"{text}: no encoder folder there (config.json + model.safetensors from `afmrl train "
-                          "agcl`), and not an MLflow URI (models:/name@alias, runs:/...)", field="encoder")  # fmt: skip
+        raise ConfigError(f"{text}: no encoder folder there (config.json + model.safetensors from `afmrl train`), "
+                          f"not {PRETRAINED!r}, and not an MLflow URI (models:/name@alias, runs:/...)",
+                          field="encoder")  # fmt: skip
     return EncoderRef(text, text, fingerprint(text, enc))  # a hub id (encoder.kind clip / vlm2vec)
 
 
@@ -142,17 +129,3 @@ def _registry_details(uri: str) -> dict[str, Any]:
         return {"registered_model": mv.name, "version": str(mv.version), "alias": alias, "run_id": mv.run_id or ""}
     except Exception:  # the download worked; the version is only informative
         return {}
-
-
-def load(ref: str | Path, enc: EncoderConfig, tracking: TrackingConfig | None = None):
-    """``(encoder, encoder config used for texts, EncoderRef)``; a dual encoder brings its own config."""
-    from afmrl.models.encoders import load_encoder
-    from afmrl.models.encoders.dual import DualEncoder
-
-    resolved = resolve(ref, tracking, enc)
-    try:
-        model = load_encoder(resolved.path, enc)
-    finally:
-        resolved.cleanup()
-    text_cfg = model.cfg if isinstance(model, DualEncoder) else enc
-    return model, text_cfg, resolved

@@ -1,5 +1,5 @@
 """On-disk cache of backbone features, so frozen-backbone training and evaluation compute each
-image's and each text's tower features once.
+image's and each text's tower features once (:func:`tower_features`).
 
 One ``.npz`` per (tower, settings) fingerprint holds the keys (content hashes) and the features;
 lookups compute only what is missing and append it.
@@ -7,21 +7,27 @@ lookups compute only what is missing and append it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from afmrl.digest import digest_bytes
+from afmrl.progress import progress
+
+if TYPE_CHECKING:
+    from afmrl.models.encoders.dual import DualEncoder
+
 
 def text_key(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    return digest_bytes(text, algorithm="sha1")
 
 
 def image_key(path: str | Path) -> str:
     st = os.stat(path)
-    return hashlib.sha1(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    return digest_bytes(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}", algorithm="sha1")
 
 
 class FeatureCache:
@@ -54,3 +60,14 @@ class FeatureCache:
         keys = np.array(sorted(self.index, key=self.index.get))
         np.savez(tmp, keys=keys, feats=self.feats)
         os.replace(tmp, self.path)
+
+
+def tower_features(model: DualEncoder, kind: str, inputs: list[Any], cache_dir: str | Path | None) -> np.ndarray:
+    """Backbone features of images or texts, through the on-disk cache."""
+    cfg = model.cfg
+    if kind == "image":
+        cache = FeatureCache(cache_dir, f"image-{cfg.image_model}-{cfg.image_size}")
+        with progress("features: images", None, unit="img"):
+            return cache.get([image_key(p) for p in inputs], inputs, model.image_backbone)
+    cache = FeatureCache(cache_dir, f"text-{Path(cfg.text_model).name}-{cfg.max_tokens}")
+    return cache.get([text_key(t) for t in inputs], inputs, model.text_backbone)

@@ -1,25 +1,21 @@
-"""The frozen representation model the RAR reward embeds with (the ``Encoder`` interface).
+"""The packaged pretrained backbones as an encoder, without trained heads (``pretrained``).
 
-``rar.encoder``:
-- a folder written by ``afmrl train agcl`` (``encoder/``): the trained ``DualEncoder`` (image and
-  text towers aligned by contrastive training) -- what RAR is meant to use;
-- ``pretrained``: :class:`BackboneEncoder`, the packaged pretrained backbones without trained
-  heads: all-MiniLM-L6-v2 sentence embeddings for texts (mean pooling, 384-d) and EfficientNet-Lite0
-  features for images, mapped to 384-d by a fixed seeded random projection. Text and image spaces
-  are *not* aligned: use it with ``rar.gallery_modality: text`` (text queries against gallery
-  texts). It is a real model, used by the tests and as a starting point before AGCL has run.
+:class:`BackboneEncoder`: all-MiniLM-L6-v2 sentence embeddings for texts (mean pooling, 384-d) and
+EfficientNet-Lite0 features for images, mapped to 384-d by a fixed seeded random projection. Text and
+image spaces are *not* aligned: use it for text against text (e.g. the RAR reward with
+``rar.gallery_modality: text``). It is a real model, used by the tests and as a starting point before
+AGCL has run; load it with ``load_encoder("pretrained")``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from afmrl.config import EncoderConfig
-from afmrl.models.encoders.base import Encoder, ImageLike, l2_normalize, load_image
+from afmrl.models.encoders.base import ImageLike, l2_normalize, load_image
 
 
 class BackboneEncoder:
@@ -70,21 +66,3 @@ class BackboneEncoder:
             img = self.encode_images([images[i] for i in idx])
             txt[idx] = l2_normalize(txt[idx] + img)
         return txt
-
-
-def load_reward_encoder(spec: str, cfg: EncoderConfig | None = None) -> Encoder:
-    """``pretrained`` -> :class:`BackboneEncoder`; a folder -> the trained ``DualEncoder`` in it."""
-    if spec == "pretrained":
-        return BackboneEncoder(cfg)
-    path = Path(spec)
-    if not path.is_dir():
-        from afmrl.errors import ConfigError
-
-        raise ConfigError(f"rar.encoder {spec!r} is neither 'pretrained' nor an encoder folder", field="rar.encoder")
-    from afmrl.models.encoders.dual import DualEncoder
-
-    model = DualEncoder.from_pretrained(path)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model

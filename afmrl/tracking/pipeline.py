@@ -1,0 +1,97 @@
+"""The pipeline's parent run: one MLflow run that every stage run of a pipeline is a child of.
+
+:func:`pipeline_run` (a context manager, for KFP or a script) or :func:`start_pipeline_run` /
+:func:`end_pipeline_run` (``afmrl run start|end``, around ``dvc repro``) make one parent run that
+carries the flattened config, the input catalogue (``mlflow.data``) and provenance tags; every
+:func:`~afmrl.tracking.runs.stage_run` started while ``AFMRL_PARENT_RUN_ID`` is set is its child.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from afmrl.config import TrackingConfig
+from afmrl.errors import AfmrlError
+from afmrl.tracking.provenance import provenance_tags
+from afmrl.tracking.redact import redact, scrub
+from afmrl.tracking.runs import _MAX_TAG, PARENT_RUN_ENV, PIPELINE_ID_ENV, StageRun
+from afmrl.tracking.store import connect
+
+if TYPE_CHECKING:
+    from afmrl.config import Config
+
+
+def new_pipeline_run_id(name: str = "pipeline") -> str:
+    return f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+
+
+def start_pipeline_run(cfg: Config, name: str = "pipeline", catalog: str | Path | None = None,
+                       pipeline_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:  # fmt: skip
+    """Create the parent run (left RUNNING for stages in other processes); returns its run id.
+
+    Stages join it through ``AFMRL_PARENT_RUN_ID`` (and ``AFMRL_PIPELINE_RUN_ID``). Logged: the
+    flattened config, the input catalogue as a dataset (context ``pipeline``), provenance tags."""
+    from mlflow.tracking import MlflowClient
+
+    if not cfg.tracking.enabled:
+        raise AfmrlError("tracking.enabled is false: there is no MLflow run to start", field="tracking.enabled")
+    uri, experiment_id = connect(cfg.tracking)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    pid = pipeline_run_id or os.environ.get(PIPELINE_ID_ENV) or new_pipeline_run_id(name)
+    all_tags = {"afmrl.stage": "pipeline", "afmrl.pipeline_run_id": pid, **provenance_tags(), **(tags or {})}
+    run = client.create_run(experiment_id, run_name=name,
+                            tags={k: scrub(v) for k, v in redact(all_tags).items()})  # fmt: skip
+    parent = StageRun(run, client)
+    parent.log_config(cfg)
+    if catalog is not None:
+        parent.log_catalog(catalog, context="pipeline")
+    return run.info.run_id
+
+
+def end_pipeline_run(cfg: TrackingConfig, run_id: str, status: str | None = None) -> dict[str, Any]:
+    """Close the parent run: FAILED if ``status`` says so or any child stage failed, else FINISHED.
+    Returns ``{"run_id", "status", "stages": {name: status}}`` (also the tag ``afmrl.stages``)."""
+    from mlflow.tracking import MlflowClient
+
+    uri, _ = connect(cfg)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.get_run(run_id)
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'",
+                                  max_results=1000, order_by=["attributes.start_time ASC"])  # fmt: skip
+    stages = {c.info.run_name or c.info.run_id: c.info.status for c in children}
+    final = (status or ("FAILED" if any(s in ("FAILED", "KILLED") for s in stages.values()) else "FINISHED")).upper()
+    client.set_tag(run_id, "afmrl.stages", scrub(", ".join(f"{k}:{v}" for k, v in stages.items()))[:_MAX_TAG])
+    client.set_terminated(run_id, status=final, end_time=int(time.time() * 1000))
+    return {"run_id": run_id, "status": final, "stages": stages}
+
+
+@contextmanager
+def pipeline_run(cfg: Config, name: str = "pipeline", catalog: str | Path | None = None,
+                 pipeline_run_id: str | None = None) -> Iterator[str]:  # fmt: skip
+    """``with pipeline_run(cfg, catalog=...) as run_id:`` every stage run inside is its child."""
+    if not cfg.tracking.enabled:
+        yield ""
+        return
+    pid = pipeline_run_id or os.environ.get(PIPELINE_ID_ENV) or new_pipeline_run_id(name)
+    run_id = start_pipeline_run(cfg, name, catalog, pid)
+    saved = {k: os.environ.get(k) for k in (PARENT_RUN_ENV, PIPELINE_ID_ENV)}
+    os.environ[PARENT_RUN_ENV] = run_id
+    os.environ[PIPELINE_ID_ENV] = pid
+    status = "FAILED"
+    try:
+        yield run_id
+        status = None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        end_pipeline_run(cfg.tracking, run_id, status)
