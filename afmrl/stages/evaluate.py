@@ -13,6 +13,8 @@ import numpy as np
 
 from afmrl.catalog.io import read_catalog
 from afmrl.config import Config
+from afmrl.errors import ConfigError
+from afmrl.models.encoders import load_encoder
 from afmrl.models.encoders.dual import DualEncoder
 from afmrl.retrieval.embed import embed_listings
 from afmrl.retrieval.evaluate import EvalResult, evaluate_embeddings, resolve_split
@@ -57,27 +59,25 @@ def evaluate(cfg: Config, catalog_dir: str | Path, model: DualEncoder, cache_dir
 
 def indexed_collection(index_summary: str | Path) -> str:
     """The collection the index stage built, from its ``index.json`` (the file or its folder)."""
-    import json
-
-    from afmrl.errors import DataError
+    from afmrl.errors import DataError, read_json_file
     from afmrl.stages.index import SUMMARY_FILE
 
     path = Path(index_summary)
     if path.is_dir():
         path = path / SUMMARY_FILE
-    try:
-        return str(json.loads(path.read_text(encoding="utf-8"))["collection"])
-    except FileNotFoundError:
-        raise DataError("index summary not found (run `afmrl index build` first)", file=str(path)) from None
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise DataError("index summary has no collection", file=str(path), field="collection") from None
+    summary = read_json_file(str(path), "run `afmrl index build` first")
+    if not isinstance(summary, dict) or not summary.get("collection"):
+        raise DataError("index summary has no collection", file=str(path), field="collection")
+    return str(summary["collection"])
 
 
 def run(cfg: Config, catalog_dir: str | Path, encoder_dir: str | Path, out_dir: str | Path,
         cache_dir: str | Path | None = None, index: str | Path | None = None) -> EvaluateStageResult:  # fmt: skip
     """``index``: the index stage's ``index.json`` (or folder): also score the ``listing`` task through that
     Milvus collection (``index_listing_*`` beside the exact figures)."""
-    model = DualEncoder.from_pretrained(encoder_dir)
+    model = load_encoder(encoder_dir, cfg.encoder, cfg.tracking)
+    if not isinstance(model, DualEncoder):
+        raise ConfigError(f"{encoder_dir}: evaluate scores an afmrl encoder folder (from `afmrl train`)", field="encoder")
     cfg = cfg.model_copy(update={"encoder": model.cfg})
     collection = None
     if index is not None:
