@@ -126,11 +126,17 @@ class TrainConfig(Section):
     log_every: int = Field(10, ge=1)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _no_is_false(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted ``no`` as false (DVC rewrites params.yaml so with ``-S``)."""
+        return "no" if value is False else value
+
 
 class EvalConfig(Section):
     """Retrieval evaluation (exact search; metrics of record)."""
 
-    split: str = Field("test", description="evaluation split (falls back to val when absent)")
+    split: str = Field("test", description="evaluation split; a catalogue without it is an error (no fallback)")
     ks: list[int] = [1, 5, 10]
     seed: int = 0
 
@@ -165,6 +171,16 @@ class IndexConfig(Section):
     def resolved_token(self) -> str | None:
         return self.token.get_secret_value() if self.token else os.environ.get("MILVUS_TOKEN") or None
 
+    def lite_path(self) -> Path | None:
+        """The Milvus Lite file (a folder) when the index is embedded, else None (a server)."""
+        uri = self.resolved_uri()
+        return Path(uri).expanduser().resolve() if is_lite_uri(uri) else None
+
+
+def is_lite_uri(uri: str) -> bool:
+    """A Milvus Lite path (ends in .db, no server scheme) rather than a server URI."""
+    return str(uri).endswith(".db") and not str(uri).startswith(("http://", "https://", "tcp://", "unix:"))
+
 
 class TrackingConfig(Section):
     """MLflow tracking. ``uri`` falls back to MLFLOW_TRACKING_URI, then to a local SQLite store."""
@@ -180,9 +196,18 @@ class TrackingConfig(Section):
 class GateRule(Section):
     """One gating metric of the promotion gate (a key of ``report.json``'s ``metrics``)."""
 
-    min_improvement: float = Field(0.0, ge=0, description="absolute gain over the champion that counts as better")
-    max_regression: float = Field(0.0, ge=0, description="largest tolerated absolute drop below the champion")
-    floor: float | None = Field(None, description="absolute minimum for any candidate (the first one included)")
+    min_improvement: float = Field(0.0, ge=0, le=1, description="absolute gain over the champion that counts as better")
+    max_regression: float = Field(0.0, ge=0, le=1, description="largest tolerated absolute drop below the champion")
+    floor: float | None = Field(None, ge=0, le=1,
+                                description="absolute minimum for any candidate (the first one included)")  # fmt: skip
+
+    @field_validator("min_improvement", "max_regression", "floor", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        """Gate metrics are fractions in [0, 1]; ``true`` would silently read as 1.0."""
+        if isinstance(value, bool):
+            raise ValueError("a number in [0, 1] is expected, not a bool")
+        return value
 
 
 class RegistryConfig(Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -62,3 +63,30 @@ def read_json_file(path: str, missing: str, error: type[AfmrlError] | None = Non
         raise error(f"not found ({missing})", file=str(path)) from None
     except json.JSONDecodeError as exc:
         raise error(f"not valid JSON: {exc}", file=str(path)) from None
+
+
+
+# OS errors about the machine rather than the code: the CLI shows them as one line (path + reason)
+_DISK_HINTS = {
+    "ENOSPC": "the disk is full: free some space or write elsewhere",
+    "EDQUOT": "over the disk quota: free some space or write elsewhere",
+    "EROFS": "the file system is read-only: choose another output folder",
+    "EACCES": "no permission: check the folder's permissions or choose another output folder",
+    "EPERM": "not permitted: check the folder's permissions or choose another output folder",
+    "EIO": "the disk reported an I/O error",
+}
+DISK_ERRNOS = frozenset(getattr(errno, name) for name in _DISK_HINTS if hasattr(errno, name))
+
+
+def is_environment_error(exc: OSError) -> bool:
+    """An OS error naming a path, or a disk error (full, read-only, no permission): the user's to fix."""
+    return exc.filename is not None or exc.errno in DISK_ERRNOS
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``PATH: reason (hint)``: what the CLI prints for an OS error instead of a traceback."""
+    where = ""
+    if exc.filename is not None:
+        where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "") + ": "
+    hint = _DISK_HINTS.get(errno.errorcode.get(exc.errno, "") if isinstance(exc.errno, int) else "")
+    return f"{where}{exc.strerror or exc}" + (f" ({hint})" if hint else "")

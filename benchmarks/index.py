@@ -316,7 +316,10 @@ def main() -> None:
         return
 
     import faiss
-    import pymilvus
+
+    from afmrl.retrieval.milvus import import_pymilvus
+
+    pymilvus = import_pymilvus()  # not a plain import: pymilvus would read MILVUS_URI (see afmrl/retrieval/milvus.py)
 
     results = []
     root = Path(a.workdir or tempfile.mkdtemp(prefix="afmrl-bench-index-"))

@@ -89,7 +89,7 @@ def main() -> None:
             from afmrl.catalog.importers import import_grocery_store
 
             import_grocery_store(args.data, catalog)
-    split = resolve_split(read_catalog(catalog).listings, cfg.eval.split)
+    split = resolve_split(read_catalog(catalog).listings, cfg.eval.split)  # an absent split is an error
     results: dict[str, dict] = {}
 
     t0 = time.perf_counter()

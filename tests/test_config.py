@@ -89,3 +89,20 @@ def test_trl_keys_afmrl_owns_or_that_break_grpo_batching_name_their_path(overrid
     with pytest.raises(ConfigError) as exc:
         load_config(None, [override])
     assert exc.value.field == path and path in str(exc.value)
+
+
+def test_mixed_precision_no_survives_a_dvc_rewrite(tmp_path):
+    # DVC's `-S` rewrites params.yaml and an unquoted `no` comes back as YAML false
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  mixed_precision: no\n  lr: 0.002\n", encoding="utf-8")
+    cfg = load_config(path)
+    assert cfg.train.mixed_precision == "no" and cfg.train.lr == 0.002
+    with pytest.raises(ConfigError, match="train.mixed_precision"):
+        load_config(None, ["train.mixed_precision=yes"])
+
+
+@pytest.mark.parametrize("key, value", [("floor", "true"), ("floor", "1.5"), ("min_improvement", "-0.1"),
+                                        ("max_regression", "true"), ("max_regression", "2")])
+def test_gate_settings_are_fractions_named_by_their_key(key, value):
+    with pytest.raises(ConfigError, match=rf"registry\.gate\.listing_R@1\.{key}"):
+        load_config(None, [f"registry.gate.listing_R@1.{key}={value}"])

@@ -87,3 +87,98 @@ def test_offers_mapping_errors(tmp_path, cfg):
 )
 def test_parse_price(raw, value):
     assert parse_price(raw, []) == value
+
+
+# --- hostile feeds through the CLI: exit 2, one line naming the file (and line), nothing written ---
+
+OFFER_COLUMNS = "id=sku,title=name,product=group"
+
+
+def _import_offers_cli(tmp_path, content: bytes):
+    from typer.testing import CliRunner
+
+    from afmrl.cli import app
+
+    src = tmp_path / "feed.csv"
+    src.write_bytes(content)
+    out = tmp_path / "cat"
+    result = CliRunner().invoke(app, ["data", "import", "offers", str(src), "--columns", OFFER_COLUMNS, "--out", str(out)])
+    return src, out, result
+
+
+def _one_line(output: str) -> str:
+    return " ".join(output.split())  # the console may wrap a long path
+
+
+def test_offers_cli_header_only_csv_is_a_data_error(tmp_path):
+    src, out, result = _import_offers_cli(tmp_path, b"sku,name,group\n")
+    assert result.exit_code == 2, result.output
+    assert "DataError" in result.output and str(src) in _one_line(result.output)
+    assert "no records" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "opened"),
+    [
+        # the quote never closes: rows 3 and 4 would be swallowed into the title of row 2
+        (b'sku,name,group\n1,Red mug,g1\n2,"Blue mug,g2\n3,Green mug,g3\n4,Tea pot,g4\n', 3),
+        # a stray opening quote closed by a later row's quoted field: rows 3..5 merged into one record
+        (b'sku,name,group\n1,Red mug,g1\n2,Mug,g1\n3,"Pizza stone,g3\n4,Tea pot,g4\n5,"Blue mug, large",g5\n', 4),
+        # in the header: every row would become part of a column name
+        (b'sku,"name,group\n1,Red mug,g1\n', 1),
+    ],
+)
+def test_offers_cli_unclosed_quote_names_the_line_it_opened(tmp_path, content, opened):
+    src, out, result = _import_offers_cli(tmp_path, content)
+    assert result.exit_code == 2, result.output
+    text = _one_line(result.output)
+    assert str(src) in text and f"line {opened}" in text and "quote" in text, text
+    assert not out.exists()
+
+
+def test_offers_cli_failed_import_keeps_the_previous_catalogue(tmp_path):
+    src, out, result = _import_offers_cli(tmp_path, b"sku,name,group\n1,Red mug,g1\n2,Blue mug,g2\n")
+    assert result.exit_code == 0, result.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    src.write_bytes(b'sku,name,group\n1,Red mug,g1\n2,"Blue mug,g2\n3,Green mug,g3\n')
+    from typer.testing import CliRunner
+
+    from afmrl.cli import app
+
+    result = CliRunner().invoke(app, ["data", "import", "offers", str(src), "--columns", OFFER_COLUMNS, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_offers_record_line_numbers_are_physical_lines(tmp_path, cfg):
+    # header = line 1; a quoted field spanning two lines moves every later record down one line
+    csv = tmp_path / "feed.csv"
+    csv.write_bytes(b'name,group\nRed mug,g1\n"Blue mug,\nlarge",g2\nGreen mug,g3\n')
+    df = read_catalog(import_offers(csv, tmp_path / "cat", parse_column_mapping("title=name,product=group"),
+                                    cfg.splits)).listings  # fmt: skip
+    assert dict(zip(df["title"], df["listing_id"], strict=True)) == {
+        "Red mug": "feed-2", "Blue mug,\nlarge": "feed-3", "Green mug": "feed-5"}
+
+
+def test_read_csv_error_names_the_physical_line(tmp_path):
+    from afmrl.catalog.importers.text import read_csv
+
+    csv = tmp_path / "feed.csv"
+    csv.write_bytes(b'a,b\n1,2\n"x\n3\n')  # the quote opened on line 3 never closes
+    with pytest.raises(DataError) as exc:
+        read_csv(csv)
+    assert exc.value.record == "line 3" and exc.value.file == str(csv)
+
+
+def test_grocery_store_split_file_errors_name_the_physical_line(tmp_path):
+    (tmp_path / "classes.csv").write_text(
+        "Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int),"
+        "Iconic Image Path (str),Product Description Path (str)\n"
+        "Granny-Smith,0,Apple,0,/iconic-images-and-descriptions/Fruit/Apple/Granny-Smith/Granny-Smith_Iconic.jpg,"
+        "/iconic-images-and-descriptions/Fruit/Apple/Granny-Smith/Granny-Smith_Description.txt\n"
+    )
+    (tmp_path / "train.txt").write_text("train/Fruit/Apple/a.jpg, 0, 0\n\ntrain/Fruit/Apple/b.jpg, 99, 0\n")
+    with pytest.raises(DataError) as exc:
+        import_grocery_store(tmp_path, tmp_path / "out")
+    assert exc.value.record == "line 3"

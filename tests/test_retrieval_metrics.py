@@ -29,3 +29,15 @@ def test_perfect_and_worst_rankings():
     np.fill_diagonal(sim, -1.0)
     m = retrieval_metrics(sim, np.eye(n, dtype=bool))
     assert m["R@10"] == 0.0 and m["MRR"] == pytest.approx(1 / n)
+
+
+def test_a_missing_eval_split_is_an_error_naming_the_splits_present():
+    import pandas as pd
+
+    from afmrl.errors import DataError
+    from afmrl.retrieval.evaluate import resolve_split
+
+    listings = pd.DataFrame({"split": ["train", "val", "gallery", None]})
+    assert resolve_split(listings, "val") == "val"
+    with pytest.raises(DataError, match=r"no 'test' split \(its splits: gallery, train, val\).*eval\.split"):
+        resolve_split(listings, "test")

@@ -17,6 +17,15 @@ JSON, then repaired (trailing commas, Python literals ``True/False/None``, singl
 wraps the attributes under one non-schema key (``{"attributes": {...}}``, ``{"product": {...}}``)
 or a list of objects (first one taken) is unwrapped. Text without any object falls back to
 ``key: value`` lines (``valid`` False).
+
+Hostile answers cost bounded work and always come back writable:
+
+- an answer longer than :data:`MAX_ANSWER_CHARS` (64 KiB of characters) is cut to that length
+  before parsing and the reason says so (``truncated: ...``); at most :data:`MAX_CANDIDATES`
+  candidate objects are tried; every scan is linear in the (capped) length;
+- lone UTF-16 surrogates (``"\ud800"`` in the text, or escaped in its JSON) become U+FFFD in
+  the attributes and the reason (:func:`writable_text`), so they can be written to Parquet,
+  SQLite or JSON; the extract stage stores the raw answer through the same function.
 """
 
 from __future__ import annotations
@@ -30,10 +39,16 @@ from typing import Any
 
 from afmrl.attributes.schema import DEFAULT_SCHEMA, AttributeSchema
 
+MAX_ANSWER_CHARS = 64 * 1024  # longer answers are truncated for parsing (the reason says so)
+MAX_CANDIDATES = 32  # candidate objects tried per answer, largest first (fences get at most half)
+
 _FENCE_RE = re.compile(r"```(?:json|JSON|javascript|python|js)?\s*\n?(.*?)(?:```|$)", re.DOTALL)
 _TRAILING_COMMA_RE = re.compile(r",\s*([}\]])")
-_UNQUOTED_KEY_RE = re.compile(r"([{,]\s*)([A-Za-z_][\w \-]*?)(\s*:)")
-_LINE_KV_RE = re.compile(r"^\s*[-*•]?\s*\"?([A-Za-z][\w \-]{0,30}?)\"?\s*[:=]\s*(.+?)\s*,?\s*$")
+# keys are short: the bounded repetition keeps the lazy scan linear in the text length
+_UNQUOTED_KEY_RE = re.compile(r"([{,]\s*)([A-Za-z_][\w \-]{0,63}?)(\s*:)")
+_LINE_KEY_RE = re.compile(r"[-*•]?\s*\"?([A-Za-z][\w \-]{0,30}?)\"?\s*[:=]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_QUOTE_OR_BACKSLASH = re.compile(r'["\\]')
 _SMART = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
 WRAPPER_VALUE_KEYS = ("value", "name", "text", "label")
 
@@ -50,8 +65,21 @@ class ParseResult:
     dropped: list[str] = field(default_factory=list)  # "key (why)"
     coerced: list[str] = field(default_factory=list)
 
+    truncated_from: int | None = None  # the answer's length when it was cut to MAX_ANSWER_CHARS
+
     def as_tuple(self) -> tuple[dict[str, str], bool, str | None]:
         return self.attrs, self.valid, self.reason
+
+
+def writable_text(text: str) -> str:
+    """``text`` with every lone UTF-16 surrogate replaced by U+FFFD (a valid pair becomes its character).
+
+    Strings with lone surrogates cannot be encoded as UTF-8: Parquet, SQLite and ``json.dumps(...,
+    ensure_ascii=False)`` writers fail on them.
+    """
+    if not _SURROGATE_RE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _candidates(text: str) -> list[str]:
@@ -106,18 +134,46 @@ def _close_truncated(s: str) -> str:
             closers.append("}" if ch == "{" else "]")
         elif ch in "}]" and closers:
             closers.pop()
-    out = s + (quote or "")
-    out = re.sub(r",\s*$", "", out.rstrip())
-    out = re.sub(r"[:]\s*$", ": null", out)
-    if re.search(r'[{,]\s*"[^"]*"$', out):  # a dangling key without a value
-        out = out + ": null"
+    out = (s + (quote or "")).rstrip()
+    if out.endswith(","):
+        out = out[:-1].rstrip()
+    if out.endswith(":"):
+        out = out + " null"
+    elif out.endswith('"') and len(out) > 1:  # a dangling key without a value: {"a": 1, "b"
+        opening = out.rfind('"', 0, len(out) - 1)
+        if opening >= 0 and out[:opening].rstrip()[-1:] in ("{", ","):
+            out = out + ": null"
     return out + "".join(reversed(closers))
+
+
+def _string_spans(s: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of every double-quoted string (escapes honoured; an unclosed one runs to the end).
+
+    One pass: a regex split with ``"(?:[^"\\]|\\.)*"`` rescans to the end from every unclosed quote,
+    which is quadratic on ``"\\"\\"\\"...``."""
+    spans: list[tuple[int, int]] = []
+    n = len(s)
+    start = s.find('"')
+    while start >= 0:
+        pos = start + 1
+        while (m := _QUOTE_OR_BACKSLASH.search(s, pos)) is not None and m.group() == "\\":
+            pos = m.end() + 1  # skip the escaped character
+        end = m.end() if m is not None else n
+        spans.append((start, end))
+        start = s.find('"', end) if end < n else -1
+    return spans
 
 
 def _replace_outside_strings(s: str, mapping: dict[str, str]) -> str:
     pattern = re.compile(r"\b(" + "|".join(mapping) + r")\b")
-    parts = re.split(r'("(?:[^"\\]|\\.)*")', s)
-    return "".join(p if i % 2 else pattern.sub(lambda m: mapping[m.group(1)], p) for i, p in enumerate(parts))
+    out: list[str] = []
+    pos = 0
+    for a, b in _string_spans(s):
+        out.append(pattern.sub(lambda m: mapping[m.group(1)], s[pos:a]))
+        out.append(s[a:b])
+        pos = b
+    out.append(pattern.sub(lambda m: mapping[m.group(1)], s[pos:]))
+    return "".join(out)
 
 
 def _try_load(candidate: str, truncated: bool) -> tuple[Any, list[str]] | None:
@@ -241,62 +297,107 @@ def _reason(res: ParseResult) -> str | None:
 
 
 def _key_value_lines(text: str, schema: AttributeSchema) -> dict[str, Any]:
+    """``key: value`` (or ``key = value``, bulleted, quoted key) lines with a schema key."""
     found: dict[str, Any] = {}
     for line in text.splitlines():
-        m = _LINE_KV_RE.match(line)
-        if m and schema.canonical_key(m.group(1)) is not None:
-            found.setdefault(m.group(1), m.group(2).strip().strip('"').strip("'"))
+        m = _LINE_KEY_RE.match(line.lstrip())
+        if not m or schema.canonical_key(m.group(1)) is None:
+            continue
+        value = line.lstrip()[m.end():].strip()
+        if value.endswith(",") and value[:-1].rstrip():
+            value = value[:-1].rstrip()
+        if value:
+            found.setdefault(m.group(1), value.strip().strip('"').strip("'"))
     return found
+
+
+def _as_text(text: Any, res: ParseResult) -> str | None:
+    """The answer as a writable string of at most MAX_ANSWER_CHARS characters (None: not text)."""
+    if isinstance(text, dict):
+        text = json.dumps(text)
+    if text is None or not isinstance(text, str | bytes):
+        res.reason = f"not text ({type(text).__name__})"
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if len(text) > MAX_ANSWER_CHARS:
+        res.truncated_from = len(text)
+        text = text[:MAX_ANSWER_CHARS]
+    return writable_text(text)
+
+
+def _parse(text: str, schema: AttributeSchema, res: ParseResult) -> None:
+    stripped = text.strip()
+    if not stripped:
+        res.reason = "empty output"
+        return
+    sources: list[tuple[str, bool]] = []
+    for m in _FENCE_RE.finditer(stripped):
+        body = m.group(1)
+        if "{" in body:  # the fence is the only thing iff it spans the whole (stripped) answer
+            sources.append((body.strip(), m.start() == 0 and m.end() == len(stripped)))
+            if len(sources) >= MAX_CANDIDATES // 2:
+                break
+    sources.append((stripped, True))
+    tried = 0
+    for k, (source, only_thing) in enumerate(sources):
+        limit = MAX_CANDIDATES if k == len(sources) - 1 else MAX_CANDIDATES // 2  # the whole text gets the rest
+        for cand in _candidates(source):
+            if tried >= limit:
+                break
+            tried += 1
+            loaded = _try_load(cand, not cand.rstrip().endswith("}"))
+            if loaded is None:
+                continue
+            obj, repairs = loaded
+            notes: list[str] = []
+            obj = _unwrap(obj, schema, notes)
+            if not isinstance(obj, dict):
+                continue
+            res.valid = True
+            res.repairs = repairs + notes
+            if cand.strip() != source or not only_thing:
+                res.repairs.append("ignored text around the object")
+            res.strict = not res.repairs
+            _attrs_from_object(obj, schema, res)
+            res.reason = _reason(res)
+            return
+    lines = _key_value_lines(stripped, schema)
+    if lines:
+        _attrs_from_object(lines, schema, res)
+        res.reason = "not JSON: read key: value lines" + (f"; {_reason(res)}" if _reason(res) else "")
+        return
+    res.reason = "no JSON object found" if "{" not in stripped else "unparseable JSON object"
+
+
+def _writable_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return writable_text(value)
+    if isinstance(value, list | tuple):
+        return [_writable_value(v) for v in value]
+    return value
 
 
 def parse_detailed(text: Any, schema: AttributeSchema = DEFAULT_SCHEMA) -> ParseResult:
     """The full parse record (``parse_attributes`` returns its first three fields)."""
     res = ParseResult(attrs={}, valid=False, reason=None)
     try:
-        if isinstance(text, dict):
-            text = json.dumps(text)
-        if text is None or not isinstance(text, str | bytes):
-            res.reason = f"not text ({type(text).__name__})"
-            return res
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", errors="replace")
-        stripped = text.strip()
-        if not stripped:
-            res.reason = "empty output"
-            return res
-        fences = [m for m in _FENCE_RE.finditer(stripped) if "{" in m.group(1)]
-        sources = [(m.group(1).strip(), not (stripped[: m.start()] + stripped[m.end():]).strip()) for m in fences]
-        sources.append((stripped, True))
-        for source, only_thing in sources:
-            for cand in _candidates(source):
-                truncated = not cand.rstrip().endswith("}")
-                loaded = _try_load(cand, truncated)
-                if loaded is None:
-                    continue
-                obj, repairs = loaded
-                notes: list[str] = []
-                obj = _unwrap(obj, schema, notes)
-                if not isinstance(obj, dict):
-                    continue
-                res.valid = True
-                res.repairs = repairs + notes
-                if cand.strip() != source or not only_thing:
-                    res.repairs.append("ignored text around the object")
-                res.strict = not res.repairs
-                _attrs_from_object(obj, schema, res)
-                res.reason = _reason(res)
-                return res
-        lines = _key_value_lines(stripped, schema)
-        if lines:
-            _attrs_from_object(lines, schema, res)
-            res.reason = "not JSON: read key: value lines" + (f"; {_reason(res)}" if _reason(res) else "")
-            return res
-        res.reason = "no JSON object found" if "{" not in stripped else "unparseable JSON object"
-        return res
+        answer = _as_text(text, res)
+        if answer is not None:
+            _parse(answer, schema, res)
     except Exception as exc:  # never raise: a parser bug must not stop a batch of generations
-        res.attrs, res.valid = {}, False
+        res.attrs, res.valid, res.strict = {}, False, False
         res.reason = f"parser error: {type(exc).__name__}: {exc}"
-        return res
+    if res.truncated_from is not None:
+        res.strict = False
+        note = f"truncated: the answer has {res.truncated_from} characters, only the first {MAX_ANSWER_CHARS} were parsed"
+        res.reason = f"{note}; {res.reason}" if res.reason else note
+    # JSON escapes (\\ud800) can put lone surrogates back into keys and values: make them writable
+    res.attrs = {writable_text(k): _writable_value(v) for k, v in res.attrs.items()}
+    res.dropped = [writable_text(d) for d in res.dropped]
+    res.coerced = [writable_text(c) for c in res.coerced]
+    res.reason = writable_text(res.reason) if res.reason is not None else None
+    return res
 
 
 def parse_attributes(text: Any, schema: AttributeSchema = DEFAULT_SCHEMA) -> tuple[dict[str, str], bool, str | None]:

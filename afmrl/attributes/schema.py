@@ -203,8 +203,8 @@ def resolve_keys(requested: list[str], listings: pd.DataFrame, schema: Attribute
                               field="attributes.keys")  # fmt: skip
         return list(schema.ordered({k: 1 for k in requested}))
     stated: set[str] = set()
-    for a in listings["attributes"]:
-        stated |= set(schema.normalize(parse_json_object(a)))
+    for a, lid in zip(listings["attributes"], listings["listing_id"], strict=True):
+        stated |= set(schema.normalize(parse_json_object(a, record=lid)))
     if len(stated) < 2:
         stated |= set(GENERAL_KEYS)
     return list(schema.ordered({k: 1 for k in stated}))

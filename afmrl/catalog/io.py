@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from afmrl.atomic import atomic_path, write_json_atomic
 from afmrl.catalog.schema import FORMAT_VERSION, SCHEMA, conform
 from afmrl.errors import DataError
 
@@ -52,13 +52,12 @@ def write_catalog(
     df = conform(listings, file=str(out / file_name))
     table = pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
     target = out / file_name
-    tmp = target.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)  # a crash never leaves a half-written table behind
+    with atomic_path(target) as tmp:  # a crash or a full disk never leaves a half-written table behind
+        pq.write_table(table, tmp)
     if file_name == LISTINGS_FILE:
         root = "." if image_root is None else _relative_or_absolute(Path(image_root), out)
         manifest = {"format_version": FORMAT_VERSION, "image_root": root, **(meta or {})}
-        (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_json_atomic(out / MANIFEST_FILE, manifest, sort_keys=True)
     return target
 
 

@@ -67,7 +67,9 @@ def parse_json_object(text: Any, *, record: Any = None, field: str = "attributes
         return {}
     try:
         value = json.loads(text)
-    except (TypeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise DataError("not valid JSON: nested too deeply", record=record, field=field) from None
+    except (TypeError, ValueError) as exc:  # JSONDecodeError, or an integer too long to convert
         raise DataError(f"not valid JSON: {exc}", record=record, field=field) from exc
     if not isinstance(value, dict):
         raise DataError(f"must be a JSON object, got {type(value).__name__}", record=record, field=field)

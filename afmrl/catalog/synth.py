@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
+from afmrl.atomic import atomic_path
 from afmrl.catalog.io import write_catalog
 from afmrl.catalog.schema import to_json
 from afmrl.catalog.splits import assign_splits
@@ -318,7 +319,8 @@ def generate(cfg: SynthConfig, split_cfg: SplitConfig, out_dir: str | Path) -> P
     family = products.set_index("product_id")["variant_of"].fillna(products.set_index("product_id").index.to_series())
     # a product and its near-duplicates share a split: the evaluation gallery holds the hard cases
     listings = assign_splits(frame, split_cfg, groups=frame["product_id"].map(family))
-    products.to_parquet(out / "products.parquet", index=False)
+    with atomic_path(out / "products.parquet") as tmp:
+        products.to_parquet(tmp, index=False)
     return write_catalog(listings, out, meta={"name": "synthetic", "seed": cfg.seed, "products": len(products)})
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from afmrl.config import Config, load_config
-from afmrl.errors import AfmrlError
+from afmrl.errors import AfmrlError, describe_os_error, is_environment_error
 from afmrl.progress import console
 
 
@@ -20,7 +20,8 @@ def cfg_of(ctx: typer.Context) -> Config:
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one clear line and exit code 2 (no traceback for bad input)."""
+    """Turn library errors into one clear line and exit code 2 (no traceback for bad input); so too OS
+    errors about a path or the disk (read-only folder, full disk, no permission): the path and the reason."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -30,6 +31,16 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             from afmrl.tracking.redact import scrub  # no credentials on the console, even in errors
 
             console.print(f"[bold red]error[/] ({type(exc).__name__}): {scrub(exc)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # a read-only folder, a full disk, a path that is not a folder: the path and why
+            if not is_environment_error(exc):
+                raise
+            from rich.markup import escape
+
+            from afmrl.tracking.redact import scrub
+
+            console.print(f"[bold red]error[/] ({type(exc).__name__}): {escape(scrub(describe_os_error(exc)))}",
+                          highlight=False, soft_wrap=True)  # fmt: skip
             raise typer.Exit(2) from None
 
     return wrapper
@@ -50,10 +61,12 @@ def root(
 
 
 def where_lines(cfg: Config) -> list[str]:
-    """Where the main job's outputs are (printed at the end of the README's first command)."""
-    import os
+    """Where the main job's outputs are (printed at the end of the README's first command; credentials
+    in a URI are shown as ***)."""
+    from afmrl.retrieval.milvus import is_lite, redact_uri
+    from afmrl.tracking.redact import scrub
 
-    index_uri = cfg.index.uri or os.environ.get("MILVUS_URI") or "outputs/milvus.db"
+    index_uri = cfg.index.resolved_uri()
     items = [
         ("MLflow store", cfg.tracking.resolved_uri(), "look at it: afmrl ui"),
         ("Milvus index", index_uri, f"alias {cfg.index.alias}; try: afmrl search --text \"...\""),
@@ -64,6 +77,7 @@ def where_lines(cfg: Config) -> list[str]:
     ]
     lines = []
     for name, path, hint in items:
-        exists = path.startswith(("sqlite:", "http")) or Path(path).exists()
-        lines.append(f"{name:20s} {path}{'' if exists else '  (not there yet)'}" + (f"  ({hint})" if hint else ""))
+        exists = path.startswith(("sqlite:", "http")) or (path == index_uri and not is_lite(path)) or Path(path).exists()
+        shown = scrub(redact_uri(path))
+        lines.append(f"{name:20s} {shown}{'' if exists else '  (not there yet)'}" + (f"  ({hint})" if hint else ""))
     return lines

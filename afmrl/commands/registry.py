@@ -23,6 +23,7 @@ from typing import Annotated
 
 import typer
 
+from afmrl.atomic import write_json_atomic, write_text_atomic
 from afmrl.commands.common import cfg_of, guarded, root
 from afmrl.errors import ConfigError
 from afmrl.progress import console
@@ -34,7 +35,7 @@ def _emit(doc: dict, out: Path | None) -> None:
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        write_text_atomic(out, text)
     sys.stdout.write(text)
 
 
@@ -121,7 +122,7 @@ def run_start(
     run_id = start_pipeline_run(cfg, name, catalog, pid)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"run_id": run_id, "pipeline_run_id": pid}, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(out, {"run_id": run_id, "pipeline_run_id": pid})
     console.print(f"pipeline run {pid}: MLflow run {run_id}")
     sys.stdout.write(f"export {PARENT_RUN_ENV}={shlex.quote(run_id)}\nexport {PIPELINE_ID_ENV}={shlex.quote(pid)}\n")
 

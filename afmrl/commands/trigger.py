@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from afmrl.atomic import write_text_atomic
 from afmrl.commands.common import cfg_of, guarded
 from afmrl.errors import ConfigError
 from afmrl.progress import console
@@ -76,5 +77,5 @@ def trigger_cmd(
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        write_text_atomic(out, text)
     sys.stdout.write(text)

@@ -2,20 +2,25 @@
 image's and each text's tower features once (:func:`tower_features`).
 
 One ``.npz`` per (tower, settings) fingerprint holds the keys (content hashes) and the features;
-lookups compute only what is missing and append it.
+lookups compute only what is missing and append it. A cache file that cannot be read (truncated by a
+kill or a full disk, or not a cache at all) is a miss: a warning names it and it is rebuilt. Writes go
+to a temporary file unique to the writer, then replace the cache (:mod:`afmrl.atomic`), so processes
+sharing a cache folder never write into one another's file; the last writer's cache wins, whole.
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from afmrl.atomic import atomic_path
 from afmrl.digest import digest_bytes
-from afmrl.progress import progress
+from afmrl.progress import console, progress
 
 if TYPE_CHECKING:
     from afmrl.models.encoders.dual import DualEncoder
@@ -36,9 +41,20 @@ class FeatureCache:
         self.index: dict[str, int] = {}
         self.feats: np.ndarray | None = None
         if self.path and self.path.exists():
-            data = np.load(self.path, allow_pickle=False)
-            self.index = {k: i for i, k in enumerate(data["keys"].tolist())}
-            self.feats = data["feats"]
+            self._read(self.path)
+
+    def _read(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                keys, feats = data["keys"].tolist(), np.asarray(data["feats"], dtype=np.float32)
+            if feats.ndim != 2 or len(feats) != len(keys) or len(set(keys)) != len(keys):
+                raise ValueError(f"{len(keys)} keys for features of shape {feats.shape}")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a damaged cache: a miss
+            console.print(f"[yellow]feature cache {path} is unreadable ({type(exc).__name__}: {exc}): rebuilding it",
+                          highlight=False, soft_wrap=True)  # fmt: skip
+            return
+        self.index = {k: i for i, k in enumerate(keys)}
+        self.feats = feats
 
     def get(self, keys: Sequence[str], items: Sequence, compute: Callable[[list], np.ndarray]) -> np.ndarray:
         missing = sorted({k: i for i, k in enumerate(keys) if k not in self.index}.items(), key=lambda kv: kv[1])
@@ -56,10 +72,9 @@ class FeatureCache:
         if not self.path:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp.npz")
         keys = np.array(sorted(self.index, key=self.index.get))
-        np.savez(tmp, keys=keys, feats=self.feats)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:  # a temporary of this writer's own
+            np.savez(fh, keys=keys, feats=self.feats)
 
 
 def tower_features(model: DualEncoder, kind: str, inputs: list[Any], cache_dir: str | Path | None) -> np.ndarray:

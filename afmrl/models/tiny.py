@@ -109,7 +109,9 @@ def _save_generation_config(model: Any, tokenizer: Any, out: Path) -> None:
 
 
 def _write_info(out: Path, info: dict[str, Any]) -> None:
-    (out / "afmrl_build.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    from afmrl.atomic import write_json_atomic
+
+    write_json_atomic(out / "afmrl_build.json", info, sort_keys=True)
 
 
 def build_tiny_vlm(out_dir: str | Path, texts: Iterable[str], *, vocab_size: int = 2048, hidden: int = 64,

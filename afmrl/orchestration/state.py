@@ -2,19 +2,21 @@
 
 Read from ``trigger.state_file`` (written by :func:`record_training`, ``afmrl trigger --record``),
 else from MLflow: the newest finished run tagged ``afmrl.stage`` = ``trigger.train_stage`` (or a
-``trigger-record`` run) and its ``trigger/last_training.json`` artifact.
+``trigger-record`` run) and its ``trigger/last_training.json`` artifact. A run without that artifact
+still counts (its end time, no profile); an artifact that is there but unreadable, or a store that
+cannot be queried, is a :class:`~afmrl.errors.TriggerError` with the cause, never a silent "no profile".
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from afmrl.atomic import write_json_atomic
 from afmrl.config import Config, TrackingConfig
 from afmrl.errors import TriggerError
 from afmrl.orchestration.drift import profile_catalog
@@ -80,34 +82,48 @@ def state_from_mlflow(tracking: TrackingConfig, train_stage: str) -> TrainingSta
     uri = tracking.resolved_uri()
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         return None  # no local store yet: nothing was ever tracked (and do not create one here)
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+    from sqlalchemy.exc import SQLAlchemyError  # an SQL store's errors (a damaged mlflow.db) are not wrapped
 
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(tracking.experiment)
-    if exp is None:
-        return None
-    runs = []
-    for stage in dict.fromkeys((train_stage, RECORD_STAGE)):
-        runs += client.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.`afmrl.stage` = '{stage}' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-    if not runs:
-        return None
-    run = max(runs, key=lambda r: r.info.end_time or r.info.start_time)
+    from afmrl.tracking.redact import scrub
+
+    artifact = f"{STATE_ARTIFACT_DIR}/{STATE_ARTIFACT_NAME}"
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(tracking.experiment)
+        if exp is None:
+            return None
+        runs = []
+        for stage in dict.fromkeys((train_stage, RECORD_STAGE)):
+            runs += client.search_runs(
+                [exp.experiment_id],
+                filter_string=f"tags.`afmrl.stage` = '{stage}' and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+        if not runs:
+            return None
+        run = max(runs, key=lambda r: r.info.end_time or r.info.start_time)
+        recorded = {f.path for f in client.list_artifacts(run.info.run_id, STATE_ARTIFACT_DIR)}
+    except (MlflowException, SQLAlchemyError, OSError) as exc:  # requests' errors are OSErrors
+        raise TriggerError(f"cannot read the last training from the MLflow store {scrub(uri)}: {scrub(exc)}",
+                           field="tracking.uri") from exc  # fmt: skip
     ended = datetime.fromtimestamp((run.info.end_time or run.info.start_time) / 1000, tz=UTC)
     source = f"mlflow run {run.info.run_id}"
+    if artifact not in recorded:  # a training run that recorded no profile: its time still counts
+        return TrainingState(trained_at=ended, profile=None, source=source)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = client.download_artifacts(
-                run.info.run_id, f"{STATE_ARTIFACT_DIR}/{STATE_ARTIFACT_NAME}", tmp
-            )
-            state = parse_state(json.loads(Path(local).read_text(encoding="utf-8")), source)
-        except Exception:  # a training run that recorded no profile: its time still counts
-            return TrainingState(trained_at=ended, profile=None, source=source)
-    return state
+            local = client.download_artifacts(run.info.run_id, artifact, tmp)
+            text = Path(local).read_text(encoding="utf-8")
+        except (MlflowException, OSError, UnicodeDecodeError) as exc:
+            raise TriggerError(f"cannot read its {artifact}: {scrub(exc)}", file=source) from exc
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TriggerError(f"{artifact} is not valid JSON: {exc}", file=source) from exc
+    return parse_state(doc, f"{source} ({artifact})")
 
 
 def load_state(cfg: Config) -> TrainingState | None:
@@ -137,9 +153,7 @@ def record_training(
                          str(catalog_dir))  # fmt: skip
     path = Path(tc.state_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, doc, sort_keys=True)
     if run is not None:
         with tempfile.TemporaryDirectory() as d:
             art = Path(d) / STATE_ARTIFACT_NAME

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from afmrl.catalog.splits import eval_roles
+from afmrl.errors import DataError
 from afmrl.retrieval.embed import Embeddings
 from afmrl.retrieval.metrics import retrieval_metrics
 
@@ -41,11 +42,12 @@ class EvalResult:
 
 
 def resolve_split(listings: pd.DataFrame, wanted: str) -> str:
+    """``wanted`` when the catalogue has it; never a silent fallback to another split."""
     present = set(listings["split"].dropna())
-    for s in (wanted, "test", "val"):
-        if s in present:
-            return s
-    raise ValueError(f"no evaluation split: wanted {wanted!r}, the catalogue has {sorted(present)}")
+    if wanted in present:
+        return wanted
+    raise DataError(f"the catalogue has no {wanted!r} split (its splits: {', '.join(sorted(present)) or 'none'}); "
+                    f"set eval.split to one of them", field="eval.split")
 
 
 def _relevance(q_products: Sequence, g_products: Sequence) -> np.ndarray:

@@ -6,6 +6,9 @@ Backends, by ``index.uri`` (else MILVUS_URI, else ``outputs/milvus.db``):
   a second process gets :class:`IndexLockedError`; use a Milvus server for concurrent access.
 - ``http(s)://host:19530``: Milvus standalone / distributed or Zilliz Cloud; the token comes from
   ``index.token`` or MILVUS_TOKEN and never appears in messages or logs (URIs are shown redacted).
+  Anything else (``root:pw@host:19530``, no scheme) is a clear :class:`ConfigError` (:func:`check_uri`).
+pymilvus reads MILVUS_URI when it is imported (and fails on a Lite path): :func:`import_pymilvus` is
+the one way afmrl imports it, with MILVUS_URI set aside; afmrl resolves the URI itself.
 
 One collection per encoder version (``<prefix>_<version or encoder fingerprint>``), fields:
 listing_id (VARCHAR primary key), product_id, category, title, split, attributes (JSON), price
@@ -22,18 +25,19 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
 import re
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from afmrl.config import Config, IndexConfig
-from afmrl.errors import AfmrlError
+from afmrl.config import Config, IndexConfig, is_lite_uri
+from afmrl.errors import AfmrlError, ConfigError
 
 MAX_TOP_K = 16384  # Milvus's limit on limit (+ offset)
 ID_MAX, TEXT_MAX, TITLE_MAX, SPLIT_MAX, HASH_MAX = 512, 512, 4096, 32, 64
@@ -63,22 +67,86 @@ class DimensionMismatchError(IndexStoreError):
 
 
 def is_lite(uri: str) -> bool:
-    return str(uri).endswith(".db") and not str(uri).startswith(("http://", "https://", "tcp://", "unix:"))
+    return is_lite_uri(uri)
+
+
+SERVER_SCHEMES = ("http", "https", "tcp")  # what pymilvus accepts besides unix: sockets and Lite's .db paths
+_SECRET_QUERY = re.compile(r"([?&;](?:token|password|passwd|secret|api_?key|key)=)[^&;#]*", re.IGNORECASE)
 
 
 def redact_uri(uri: str) -> str:
-    """The URI without a password (``https://user:***@host:19530``)."""
-    if is_lite(uri):
-        return str(uri)
-    parts = urlsplit(str(uri))
-    if parts.password is None and "@" not in parts.netloc:
-        return str(uri)
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" if user else f"***@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URI without its credentials (``https://user:***@host:19530``), with or without a scheme
+    (``root:***@host:19530``); ``token=`` / ``password=`` query values become ``***`` as well."""
+    text = str(uri)
+    if is_lite(text):
+        return text
+    scheme, sep, rest = text.partition("://")
+    prefix = scheme + sep if sep else ""
+    rest = rest if sep else text
+    cut = min([i for i in (rest.find("?"), rest.find("#")) if i >= 0] or [len(rest)])
+    head, tail = rest[:cut], rest[cut:]
+    if "@" in head:  # the last @ ends the user info (a password may hold @, / or :)
+        userinfo, host = head.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        head = (f"{user}:***" if colon and user else "***") + "@" + host
+    return prefix + head + _SECRET_QUERY.sub(r"\1***", tail)
+
+
+def check_uri(uri: str) -> str:
+    """``uri`` when pymilvus can use it (a Lite path ending in .db, http(s)://, tcp://, unix:); otherwise a
+    :class:`ConfigError` that shows the URI redacted (a ``user:password@host`` without a scheme included)."""
+    text = str(uri).strip()
+    if is_lite(text) or text.startswith("unix:"):
+        return text
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.lower() in SERVER_SCHEMES and rest.split("/", 1)[0].rpartition("@")[2]:
+        return text
+    raise ConfigError(
+        f"{redact_uri(text)!r} (from index.uri or MILVUS_URI) is not a Milvus URI: a server is "
+        "http://HOST:19530 (or https://, tcp://; credentials in MILVUS_TOKEN, or USER:PASSWORD@ after the "
+        "scheme), Milvus Lite is a path ending in .db (e.g. outputs/milvus.db)",
+        field="index.uri",
+    )
+
+
+def _without_secrets(text: str, uri: str, token: str | None) -> str:
+    """``text`` (a pymilvus message) with the URI redacted and its password and the token masked."""
+    out = str(text).replace(uri, redact_uri(uri))
+    head = uri.partition("://")[2] or uri
+    userinfo = head.split("?", 1)[0].rpartition("@")[0]
+    for secret in (token, userinfo.partition(":")[2] or userinfo):
+        if secret:
+            out = out.replace(secret, "***")
+    return out
+
+
+# pymilvus reads MILVUS_URI (legacy: MILVUS_DEFAULT_CONNECTION) once, when it is imported, and fails the
+# import on anything but a server URI (a Lite path, a URI without a scheme), printing it whole, password
+# included. afmrl resolves the URI itself (index.uri, else MILVUS_URI: IndexConfig.resolved_uri), so these
+# are set aside while pymilvus is imported (and restored: child processes still see them).
+_PYMILVUS_ENV = ("MILVUS_URI", "MILVUS_DEFAULT_CONNECTION")
+_import_lock = threading.Lock()
+
+
+def import_pymilvus():
+    """The ``pymilvus`` module, imported without it seeing MILVUS_URI: every use of pymilvus in afmrl
+    goes through here (tests/retrieval/test_milvus_env.py checks that no other module imports it)."""
+    if "pymilvus" not in sys.modules:
+        with _import_lock:
+            saved = {k: os.environ.get(k) for k in _PYMILVUS_ENV}
+            try:
+                for k in _PYMILVUS_ENV:  # empty, not absent: pymilvus's load_dotenv() must not fill them from a .env
+                    os.environ[k] = ""
+                import pymilvus as module  # noqa: F401
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+    import pymilvus as module
+
+    return module
 
 
 def quote(value: Any) -> str:
@@ -202,7 +270,7 @@ logging.getLogger("grpc._server").addFilter(_LiteUnimplementedFilter())
 @contextlib.contextmanager
 def _milvus_errors(what: str) -> Iterator[None]:
     """pymilvus errors (bad filter, server gone) as one line naming the operation."""
-    from pymilvus.exceptions import MilvusException
+    MilvusException = import_pymilvus().exceptions.MilvusException  # noqa: N806
 
     _quiet.depth = getattr(_quiet, "depth", 0) + 1
     try:
@@ -219,7 +287,7 @@ class MilvusIndex:
 
     def __init__(self, uri: str, token: str | None = None, *, index_type: str = "auto", metric: str = "IP",
                  params: dict[str, Any] | None = None, search_params: dict[str, Any] | None = None) -> None:  # fmt: skip
-        self.uri = str(uri)
+        self.uri = check_uri(uri)
         self.lite = is_lite(self.uri)
         self.index_type = (("FLAT" if self.lite else "HNSW") if index_type == "auto" else index_type).upper()
         self.metric = metric.upper()
@@ -242,14 +310,15 @@ class MilvusIndex:
 
     # ------------------------------------------------------------------ connection
     def _connect(self, token: str | None):
-        from pymilvus import MilvusClient
-        from pymilvus.exceptions import MilvusException
+        pm = import_pymilvus()
+        MilvusClient, MilvusException = pm.MilvusClient, pm.exceptions.MilvusException  # noqa: N806
 
         if not self.lite:
             try:
                 return MilvusClient(uri=self.uri, token=token or "")
             except MilvusException as exc:
-                raise IndexStoreError(f"cannot connect to Milvus at {redact_uri(self.uri)}: {exc.message}") from None
+                raise IndexStoreError(f"cannot connect to Milvus at {redact_uri(self.uri)}: "
+                                      f"{_without_secrets(exc.message, self.uri, token)}") from None  # fmt: skip
         path = Path(self.uri).expanduser().resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         with _lite_lock, _CaptureLiteErrors().installed() as captured:
@@ -309,7 +378,8 @@ class MilvusIndex:
         raise IndexStoreError(f"collection {name!r} has no {VECTOR_FIELD!r} field: not an afmrl index")
 
     def _schema(self, dim: int):
-        from pymilvus import DataType, MilvusClient
+        pm = import_pymilvus()
+        DataType, MilvusClient = pm.DataType, pm.MilvusClient  # noqa: N806
 
         s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         s.add_field("listing_id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from afmrl.atomic import atomic_path, write_json_atomic, write_text_atomic
 from afmrl.retrieval.evaluate import EvalResult
 
 
@@ -16,8 +16,8 @@ def write_report(result: EvalResult, out_dir: str | Path, meta: dict[str, Any]) 
     out.mkdir(parents=True, exist_ok=True)
     report = {"metrics": result.metrics, "per_category": result.per_category, "counts": result.counts, **meta}
     paths = {"json": out / "report.json", "markdown": out / "summary.md"}
-    paths["json"].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    paths["markdown"].write_text(markdown_summary(result, meta))
+    write_json_atomic(paths["json"], report, sort_keys=True)
+    write_text_atomic(paths["markdown"], markdown_summary(result, meta))
     paths.update(plot(result, out))
     return paths
 
@@ -62,7 +62,8 @@ def plot(result: EvalResult, out: Path) -> dict[str, Path]:
     ax.set_title("Recall@k")
     fig.tight_layout()
     paths["recall_curve"] = out / "recall_at_k.png"
-    fig.savefig(paths["recall_curve"], dpi=100)
+    with atomic_path(paths["recall_curve"]) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
     if result.tasks:
@@ -79,6 +80,7 @@ def plot(result: EvalResult, out: Path) -> dict[str, Path]:
         ax.set_title(f"{task.name}: positives vs hardest negatives")
         fig.tight_layout()
         paths["similarity_hist"] = out / "similarity_hist.png"
-        fig.savefig(paths["similarity_hist"], dpi=100)
+        with atomic_path(paths["similarity_hist"]) as tmp:
+            fig.savefig(tmp, dpi=100)
         plt.close(fig)
     return paths

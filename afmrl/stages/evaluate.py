@@ -19,7 +19,9 @@ from afmrl.models.encoders.dual import DualEncoder
 from afmrl.retrieval.embed import embed_listings
 from afmrl.retrieval.evaluate import EvalResult, evaluate_embeddings, resolve_split
 from afmrl.retrieval.report import write_report
+from afmrl.tracking.lock import holds_stores
 from afmrl.tracking.runs import stage_run
+from afmrl.tracking.store import preflight
 
 
 @dataclass
@@ -71,10 +73,12 @@ def indexed_collection(index_summary: str | Path) -> str:
     return str(summary["collection"])
 
 
+@holds_stores("evaluate stage", tracking=False, only_with="index")  # through the index: the Milvus Lite file
 def run(cfg: Config, catalog_dir: str | Path, encoder_dir: str | Path, out_dir: str | Path,
         cache_dir: str | Path | None = None, index: str | Path | None = None) -> EvaluateStageResult:  # fmt: skip
     """``index``: the index stage's ``index.json`` (or folder): also score the ``listing`` task through that
     Milvus collection (``index_listing_*`` beside the exact figures)."""
+    preflight(cfg.tracking)  # an unusable tracking store fails here, before any output is written
     model = load_encoder(encoder_dir, cfg.encoder, cfg.tracking)
     if not isinstance(model, DualEncoder):
         raise ConfigError(f"{encoder_dir}: evaluate scores an afmrl encoder folder (from `afmrl train`)", field="encoder")

@@ -19,8 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from afmrl.atomic import atomic_path, write_json_atomic
 from afmrl.attributes.evaluate import evaluate_attributes, flat_metrics
-from afmrl.attributes.parse import parse_attributes
+from afmrl.attributes.parse import parse_attributes, writable_text
 from afmrl.attributes.schema import DEFAULT_SCHEMA, resolve_keys
 from afmrl.catalog.io import Catalog, read_catalog
 from afmrl.catalog.schema import parse_json_object, to_json
@@ -28,6 +29,7 @@ from afmrl.config import Config
 from afmrl.errors import DataError
 from afmrl.progress import progress
 from afmrl.tracking.runs import stage_run
+from afmrl.tracking.store import preflight
 
 TABLE_FILE = "attributes.parquet"
 REPORT_FILE = "report.json"
@@ -99,23 +101,28 @@ def _mllm(cfg: Config, catalog: Catalog, df: pd.DataFrame, keys: list[str]) -> t
     for g in gens:
         attrs, valid, reason = parse_attributes(g.raw)
         attrs = {k: v for k, v in attrs.items() if k in keys}
-        rows.append({"raw": g.raw, "extracted": attrs, "valid": valid, "reason": reason, "seconds": g.seconds,
+        rows.append({"raw": writable_text(g.raw), "extracted": attrs, "valid": valid, "reason": reason, "seconds": g.seconds,
                      "cached": g.cached})  # fmt: skip
     return rows, f"{m.model}@{loaded.fingerprint}"
 
 
 def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ExtractResult:
     a = cfg.attributes
+    preflight(cfg.tracking)  # an unusable tracking store fails here, before any output is written
     started = time.perf_counter()
     catalog = read_catalog(catalog_dir)
     df = select_listings(catalog, a.splits, a.max_listings)
     keys = resolve_keys(a.keys, catalog.listings)
+    # JSON cells are read before any generation, so a bad record fails fast and by name
+    stated = [parse_json_object(x, record=lid) for x, lid in zip(df["attributes"], df["listing_id"], strict=True)]
+    refs = [parse_json_object(x, record=lid, field="reference_attributes")
+            for x, lid in zip(df["reference_attributes"], df["listing_id"], strict=True)]  # fmt: skip
     rows, model = (_rules if a.backend == "rules" else _mllm)(cfg, catalog, df, keys)
     finals = []
-    for r, provided in zip(rows, df["attributes"], strict=True):
+    for r, provided in zip(rows, stated, strict=True):
         final = dict(r["extracted"])
         if a.use_provided:
-            final.update({k: v for k, v in DEFAULT_SCHEMA.normalize(parse_json_object(provided)).items()})
+            final.update({k: v for k, v in DEFAULT_SCHEMA.normalize(provided).items()})
         finals.append(DEFAULT_SCHEMA.ordered(final))
     table = pd.DataFrame({
         "listing_id": df["listing_id"], "raw": [r["raw"] for r in rows], "attributes": [to_json(f) for f in finals],
@@ -126,11 +133,11 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ExtractRes
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table_path = out / TABLE_FILE
-    table.to_parquet(table_path, index=False)
+    with atomic_path(table_path) as tmp:
+        table.to_parquet(tmp, index=False)
 
     generated = int((~table["cached"]).sum())
     gen_seconds = float(table.loc[~table["cached"], "seconds"].sum())
-    refs = [parse_json_object(x) for x in df["reference_attributes"]]
     has_ref = [i for i, r in enumerate(refs) if r]
     metrics: dict[str, Any] = {}
     if has_ref:
@@ -147,7 +154,7 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ExtractRes
         "seconds": round(time.perf_counter() - started, 3), "metrics": metrics,
     }  # fmt: skip
     report_path = out / REPORT_FILE
-    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(report_path, report)
     with stage_run(cfg.tracking, "extract", tags={"afmrl.backend": a.backend}) as run_:
         run_.log_config(cfg, ("attributes", "mllm") if a.backend == "mllm" else ("attributes",),
                         catalog=str(catalog_dir), model=model, keys=keys)  # fmt: skip

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from afmrl.atomic import write_json_atomic
 from afmrl.catalog.io import read_catalog
 from afmrl.catalog.schema import parse_json_object, to_json
 from afmrl.config import Config
@@ -49,7 +50,9 @@ from afmrl.retrieval.milvus import (
     collection_for_encoder,
     redact_uri,
 )
+from afmrl.tracking.lock import holds_stores
 from afmrl.tracking.runs import stage_run
+from afmrl.tracking.store import preflight
 
 SUMMARY_FILE = "index.json"
 
@@ -142,6 +145,7 @@ def _prune(index: MilvusIndex, collection: str, keep: set[str]) -> int:
     return len(stale)
 
 
+@holds_stores("index stage", tracking=False)  # the Milvus Lite file, before anything is read or written
 def run(cfg: Config, catalog_dir: str | Path, encoder: str | Path, out_dir: str | Path, *,
         on_batch: Callable[[dict[str, int]], None] | None = None) -> IndexStageResult:  # fmt: skip
     """Build (or bring up to date) the collection of ``encoder`` from the catalogue's listings.
@@ -149,6 +153,7 @@ def run(cfg: Config, catalog_dir: str | Path, encoder: str | Path, out_dir: str 
     The serving alias is not touched (``afmrl index alias``, or the publish stage after the gate).
     ``on_batch``: called after each batch is stored with ``{"done", "total", "embedded"}`` (progress
     hooks for orchestrators)."""
+    preflight(cfg.tracking)  # an unusable tracking store fails here, before any output is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     icfg = cfg.index
@@ -211,7 +216,7 @@ def run(cfg: Config, catalog_dir: str | Path, encoder: str | Path, out_dir: str 
         )  # fmt: skip
         summary = out / SUMMARY_FILE
         result.summary_path = summary
-        summary.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(summary, result.to_json())
         run_.log_metrics({"count": count, "dim": dim, "embedded": embedded, "unchanged": unchanged,
                           "deleted": deleted, "build_seconds": seconds,
                           "listings_per_s": len(rows) / seconds if seconds > 0 else 0.0})  # fmt: skip
@@ -219,6 +224,7 @@ def run(cfg: Config, catalog_dir: str | Path, encoder: str | Path, out_dir: str 
     return result
 
 
+@holds_stores("serving alias switch", tracking=False)
 def switch_alias(cfg: Config, *, encoder: str | Path | None = None, collection: str | None = None,
                  alias: str | None = None, force: bool = False) -> dict[str, Any]:  # fmt: skip
     """Point the serving alias at the collection of ``encoder`` (or ``collection``); atomic in Milvus.

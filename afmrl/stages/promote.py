@@ -27,9 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from afmrl.atomic import write_json_atomic
 from afmrl.config import Config
 from afmrl.errors import ConfigError, DataError, read_json_file
 from afmrl.tracking.datasets import catalog_digest
+from afmrl.tracking.lock import holds_stores
 from afmrl.tracking.promotion import METRICS_TAG, GateOutcome, evaluate_gate, recorded_metrics
 from afmrl.tracking.runs import PARENT_RUN_ENV, mlflow_key, stage_run
 
@@ -65,7 +67,7 @@ class PromotionDecision:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         path = out / DECISION_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_json_atomic(path, self.to_dict(), sort_keys=True)
         return path
 
 
@@ -98,6 +100,7 @@ def _version_tags(outcome: GateOutcome, decision: str, champion: int | None) -> 
     return tags
 
 
+@holds_stores("promote stage", index=False)  # the SQLite registry: the gate reads, then moves, the champion
 def run(cfg: Config, encoder_dir: str | Path, report_path: str | Path, out_dir: str | Path) -> PromotionDecision:
     """Register, gate, move the alias on pass; writes ``OUT/decision.json`` and returns the decision."""
     from afmrl.tracking.registry import get_alias_version, log_encoder
@@ -157,6 +160,7 @@ def run(cfg: Config, encoder_dir: str | Path, report_path: str | Path, out_dir: 
     return decision
 
 
+@holds_stores("promote --version", index=False)
 def promote_version(cfg: Config, version: int, reason: str | None = None, model: str = "encoder",
                     out_dir: str | Path | None = None) -> PromotionDecision:  # fmt: skip
     """Point ``champion`` at ``version`` by hand (``afmrl promote --version N``); audited as a run."""

@@ -8,18 +8,20 @@ outcome and an MLflow run ``publish`` logs it (the DVC and CI twin of Kubeflow's
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from afmrl.atomic import write_json_atomic
 from afmrl.config import Config
 from afmrl.errors import read_json_file
 from afmrl.stages.index import switch_alias
+from afmrl.tracking.lock import holds_stores
 from afmrl.tracking.runs import stage_run
 
 OUTCOME_FILE = "publish.json"
 
 
+@holds_stores("publish stage", tracking=False)  # the Milvus Lite file
 def run(cfg: Config, decision_path: str | Path, encoder: str | Path, out_dir: str | Path) -> dict[str, Any]:
     path = Path(decision_path)
     if path.is_dir():
@@ -36,6 +38,6 @@ def run(cfg: Config, decision_path: str | Path, encoder: str | Path, out_dir: st
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         summary = out / OUTCOME_FILE
-        summary.write_text(json.dumps(outcome, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        write_json_atomic(summary, outcome, sort_keys=True, default=str)
         run_.log_artifact(summary)
     return outcome

@@ -8,11 +8,11 @@ untrained towers). Building blocks, outputs and logged metrics: :mod:`afmrl.trai
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
 
+from afmrl.atomic import write_json_atomic
 from afmrl.catalog.io import read_catalog
 from afmrl.config import Config
 from afmrl.errors import DataError
@@ -85,7 +85,7 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, encoder: s
         summary = {"base_model": base, "prompts": len(prompts), "gallery": len(retrieval.gallery), "steps": steps,
                    "seconds": seconds, "seconds_per_step": seconds / max(1, steps), "adapter_change": change,
                    "keys": keys, "history": callback.history}  # fmt: skip
-        (out / "rar.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(out / "rar.json", summary)
         run_.log_metrics({"seconds_per_step": summary["seconds_per_step"], "adapter_change": change})
         run_.log_artifact(out / "rar.json")
     return RARResult(out, adapter_dir, model_dir, len(prompts), len(retrieval.gallery), steps, seconds,

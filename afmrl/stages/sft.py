@@ -9,10 +9,10 @@ MLflow: the params, the per-step loss, the summary.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from afmrl.atomic import write_json_atomic
 from afmrl.catalog.io import read_catalog
 from afmrl.config import Config
 from afmrl.errors import DataError
@@ -68,7 +68,7 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, out_dir: s
         final = losses[-1] if losses else float(result.training_loss)
         summary = {"base_model": base, "examples": len(rows), "steps": int(result.global_step), "final_loss": final,
                    "seconds": seconds, "lora": use_lora, "keys": keys}  # fmt: skip
-        (out / "sft.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(out / "sft.json", summary)
         run_.log_metrics({"final_loss": final, "seconds": seconds, "steps_per_s": result.global_step / seconds})
         run_.log_artifact(out / "sft.json")
     return SFTResult(out, len(rows), int(result.global_step), final, seconds, use_lora, callback.history)

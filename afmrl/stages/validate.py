@@ -1,25 +1,27 @@
 """Validation stage: run the gate on a catalogue, quarantine failing rows, pass the rest on.
 
 Outputs in ``out_dir``: ``listings.parquet`` + ``catalog.json`` (the rows that passed, same image
-root), ``quarantine.parquet`` (failing rows with a ``reason`` column), ``report.json``. Every input
-row is in exactly one of the two tables. When the quarantined share is above
-``validate.max_fail_share`` the outputs are still written, then the stage fails.
+root), ``quarantine.parquet`` (failing rows with ``reason`` and ``field``: the columns blamed, ``; ``
+separated), ``report.json``. Every input row is in exactly one of the two tables. When the
+quarantined share is above ``validate.max_fail_share``, or no row passes (an empty catalogue), the
+outputs are still written, then the stage fails.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from afmrl.catalog.io import read_catalog, write_catalog
+from afmrl.atomic import atomic_path, write_json_atomic
+from afmrl.catalog.io import LISTINGS_FILE, read_catalog, write_catalog
 from afmrl.config import Config
 from afmrl.errors import ValidationFailed
 from afmrl.tracking.runs import stage_run
-from afmrl.validation.checks import check_images
+from afmrl.tracking.store import preflight
+from afmrl.validation.checks import check_images, check_json_column, check_prices, stored_present
 
 QUARANTINE_FILE = "quarantine.parquet"
 REPORT_FILE = "report.json"
@@ -42,8 +44,10 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ValidateRe
     from afmrl.validation.expectations import run_suite  # GX import is slow: only when validating
 
     vcfg = cfg.validate_
+    preflight(cfg.tracking)  # an unusable tracking store fails here, before any output is written
     started = time.perf_counter()
     catalog = read_catalog(catalog_dir)
+    table_path = Path(catalog_dir) if Path(catalog_dir).suffix == ".parquet" else Path(catalog_dir) / LISTINGS_FILE
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = catalog.listings.reset_index(drop=True)
@@ -51,17 +55,23 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ValidateRe
         frame = frame.join(check_images(frame, catalog.image_root, vcfg.image_workers, vcfg.max_image_pixels))
     else:
         frame = frame.assign(image_status="ok", image_error=None)
+    frame = frame.assign(
+        price_error=check_prices(frame["price"], stored_present(table_path, "price")),
+        attributes_error=check_json_column(frame["attributes"]),
+        reference_attributes_error=check_json_column(frame["reference_attributes"]),
+    )
 
     outcome = run_suite(frame, vcfg.currencies, data_docs_dir=str(out / "data_docs") if vcfg.data_docs else None)
     bad = sorted(outcome.reasons)
     good_mask = ~frame.index.isin(bad)
     passed = catalog.listings.reset_index(drop=True)[good_mask]
     quarantine = catalog.listings.reset_index(drop=True).iloc[bad].assign(
-        reason=["; ".join(outcome.reasons[i]) for i in bad]
+        reason=["; ".join(outcome.reasons[i]) for i in bad], field=["; ".join(outcome.fields[i]) for i in bad]
     )
     write_catalog(passed, out, image_root=catalog.image_root, meta={**catalog.meta, "validated_from": str(catalog_dir)})
     quarantine_path = out / QUARANTINE_FILE
-    quarantine.to_parquet(quarantine_path, index=False)
+    with atomic_path(quarantine_path) as tmp:
+        quarantine.to_parquet(tmp, index=False)
 
     total = len(frame)
     share = len(bad) / total if total else 0.0
@@ -73,14 +83,14 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ValidateRe
         "quarantined": len(bad),
         "fail_share": share,
         "max_fail_share": vcfg.max_fail_share,
-        "gate_passed": share <= vcfg.max_fail_share,
+        "gate_passed": share <= vcfg.max_fail_share and bool(good_mask.sum()),
         "reasons": dict(reason_counts.most_common()),
         "expectations": outcome.expectations,
         "images_checked": bool(vcfg.check_images),
         "seconds": round(time.perf_counter() - started, 3),
     }
     report_path = out / REPORT_FILE
-    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(report_path, report)
     with stage_run(cfg.tracking, "validate") as run_:
         run_.log_config(cfg, ("validate",), catalog=str(catalog_dir))
         run_.log_metrics({"rows": total, "passed": report["passed"], "quarantined": len(bad), "fail_share": share})
@@ -89,8 +99,14 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ValidateRe
         if len(bad):
             run_.log_artifact(quarantine_path)
     result = ValidateResult(out, report["passed"], len(bad), share, report_path, quarantine_path)
+    if total == 0:
+        raise ValidationFailed(f"the catalogue has no listings: nothing to train or evaluate on. Report: {report_path}",
+                               file=os.fspath(table_path))  # fmt: skip
+    top = ", ".join(f"{k} ({v})" for k, v in list(reason_counts.most_common())[:3])
+    if not report["passed"]:
+        raise ValidationFailed(f"no listing passed the gate: all {total} rows failed validation; top reasons: {top}. "
+                               f"Rows and reasons: {quarantine_path}", file=os.fspath(table_path))  # fmt: skip
     if not report["gate_passed"]:
-        top = ", ".join(f"{k} ({v})" for k, v in list(reason_counts.most_common())[:3])
         raise ValidationFailed(
             f"{len(bad)} of {total} rows ({share:.1%}) failed validation, above validate.max_fail_share="
             f"{vcfg.max_fail_share:.1%}; top reasons: {top}. Rows and reasons: {quarantine_path}",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from afmrl.config import TrackingConfig
 from afmrl.errors import AfmrlError
+from afmrl.tracking.lock import holds_stores, pipeline_lock
 from afmrl.tracking.provenance import provenance_tags
 from afmrl.tracking.redact import redact, scrub
 from afmrl.tracking.runs import _MAX_TAG, PARENT_RUN_ENV, PIPELINE_ID_ENV, StageRun
@@ -32,6 +33,7 @@ def new_pipeline_run_id(name: str = "pipeline") -> str:
     return f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
 
 
+@holds_stores("pipeline run (afmrl run start)")  # refused while another pipeline holds the local stores
 def start_pipeline_run(cfg: Config, name: str = "pipeline", catalog: str | Path | None = None,
                        pipeline_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:  # fmt: skip
     """Create the parent run (left RUNNING for stages in other processes); returns its run id.
@@ -75,23 +77,26 @@ def end_pipeline_run(cfg: TrackingConfig, run_id: str, status: str | None = None
 @contextmanager
 def pipeline_run(cfg: Config, name: str = "pipeline", catalog: str | Path | None = None,
                  pipeline_run_id: str | None = None) -> Iterator[str]:  # fmt: skip
-    """``with pipeline_run(cfg, catalog=...) as run_id:`` every stage run inside is its child."""
-    if not cfg.tracking.enabled:
-        yield ""
-        return
-    pid = pipeline_run_id or os.environ.get(PIPELINE_ID_ENV) or new_pipeline_run_id(name)
-    run_id = start_pipeline_run(cfg, name, catalog, pid)
-    saved = {k: os.environ.get(k) for k in (PARENT_RUN_ENV, PIPELINE_ID_ENV)}
-    os.environ[PARENT_RUN_ENV] = run_id
-    os.environ[PIPELINE_ID_ENV] = pid
-    status = "FAILED"
-    try:
-        yield run_id
-        status = None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        end_pipeline_run(cfg.tracking, run_id, status)
+    """``with pipeline_run(cfg, catalog=...) as run_id:`` every stage run inside is its child. The block
+    holds the local stores' locks (:mod:`afmrl.tracking.lock`): a second pipeline on the same Milvus Lite
+    file or SQLite store stops at once with a clear message; stages inside (and their child processes) go on."""
+    with pipeline_lock(cfg, f"pipeline run {name!r}"):
+        if not cfg.tracking.enabled:
+            yield ""
+            return
+        pid = pipeline_run_id or os.environ.get(PIPELINE_ID_ENV) or new_pipeline_run_id(name)
+        run_id = start_pipeline_run(cfg, name, catalog, pid)
+        saved = {k: os.environ.get(k) for k in (PARENT_RUN_ENV, PIPELINE_ID_ENV)}
+        os.environ[PARENT_RUN_ENV] = run_id
+        os.environ[PIPELINE_ID_ENV] = pid
+        status = "FAILED"
+        try:
+            yield run_id
+            status = None
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            end_pipeline_run(cfg.tracking, run_id, status)

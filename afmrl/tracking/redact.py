@@ -49,11 +49,33 @@ def remember(value: Any) -> None:
 def secret_values() -> list[str]:
     """Known secret values, longest first: env variables with credential names, plus remembered ones."""
     values = set(_remembered)
-    for name, value in os.environ.items():
+    # list(os.environ) snapshots the names: another thread (MLflow's telemetry) may remove a variable
+    # while we read, which made os.environ.items() raise KeyError
+    for name in list(os.environ):
+        value = os.environ.get(name)
+        if value is None:
+            continue
         if name not in _NOT_SECRET_ENV and is_secret_key(name) and len(value) >= _MIN_SECRET_LEN:
             if value.lower() not in {"true", "false", "none", "null"}:
                 values.add(value)
+    values.update(_env_uri_passwords())
     return sorted(values, key=len, reverse=True)
+
+
+_URI_ENV = ("MILVUS_URI", "MILVUS_DEFAULT_CONNECTION", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def _env_uri_passwords() -> set[str]:
+    """The passwords of ``user:password@`` in the store URIs of the environment, with or without a
+    scheme (``root:secret@host:19530`` is what a user may well write in MILVUS_URI)."""
+    found = set()
+    for name in _URI_ENV:
+        uri = os.environ.get(name) or ""
+        userinfo = (uri.partition("://")[2] or uri).split("?", 1)[0].rpartition("@")[0]
+        password = userinfo.partition(":")[2]
+        if len(password) >= _MIN_SECRET_LEN:
+            found.add(password)
+    return found
 
 
 def scrub(text: Any) -> str:

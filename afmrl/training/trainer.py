@@ -10,9 +10,14 @@ logging and checkpoints; the mode only decides how a batch's features are produc
 features or a tower forward) and which parameters train (the towers join at ``train.backbone_lr``).
 
 AdamW, linear warm-up then cosine decay, gradient clipping, seeds. A checkpoint every
-``train.checkpoint_every`` steps holds the trainable weights, the optimizer, the scheduler and the
-step; batches are a pure function of (seed, epoch), so a killed run resumed from its last
-checkpoint ends with the same weights as an uninterrupted one.
+``train.checkpoint_every`` steps holds the trainable weights, the optimizer, the scheduler, the RNG
+state, the step and the figures so far (loss history; at the end the final loss and throughput, so a
+finished run run again reports them instead of nothing); batches are a pure function of (seed,
+epoch), so a killed run resumed from its last checkpoint ends with the same weights as an
+uninterrupted one. Checkpoints hold tensors and plain data only and are read with
+``torch.load(weights_only=True)``: a file planted in ``checkpoints/`` cannot run code on resume, it is
+refused (:class:`~afmrl.errors.DataError` naming it). Each checkpoint is written whole or not at all
+(:mod:`afmrl.atomic`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,9 +36,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from afmrl.atomic import atomic_path, write_json_atomic
 from afmrl.attributes.similarity import attribute_codes, similarity_from_codes
 from afmrl.config import EncoderConfig, TrainConfig
 from afmrl.digest import digest_bytes
+from afmrl.errors import DataError
 from afmrl.losses import AGCLLoss, GISTLoss, InfoNCELoss, OracleLoss
 from afmrl.losses.agcl import agcl_weights
 from afmrl.losses.oracle import same_product
@@ -46,6 +53,7 @@ from afmrl.training.data import PairSet
 from afmrl.training.samplers import batch_stream
 
 CHECKPOINT_GLOB = "step-*.pt"
+CHECKPOINT_KEYS = ("step", "fingerprint", "model", "loss", "opt", "sched", "torch_rng")
 
 
 def build_loss(cfg: TrainConfig) -> nn.Module:
@@ -142,37 +150,57 @@ class ContrastiveTrainer:
                                "encoder": self.model.cfg.model_dump()}, sort_keys=True)  # fmt: skip
         return digest_bytes(settings, "\n".join(self.pairs.ids))[:16]
 
-    def _save_checkpoint(self, step: int, opt: torch.optim.Optimizer, sched: Any) -> Path:
+    def _save_checkpoint(self, step: int, opt: torch.optim.Optimizer, sched: Any, figures: dict[str, Any]) -> Path:
+        """Tensors and plain data only (readable with ``weights_only=True``). ``figures``: ``final_loss``
+        (the last logged loss), ``history`` and, at the end, ``samples_per_s`` and ``seconds``."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = self.ckpt_dir / f"step-{step:07d}.pt"
         state = {"step": step, "fingerprint": self.fingerprint(), "model": self.model.trainable_state(),
                  "loss": self.loss_fn.state_dict(),
-                 "opt": opt.state_dict(), "sched": sched.state_dict(), "torch_rng": torch.get_rng_state()}  # fmt: skip
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # a kill mid-save never leaves a broken checkpoint
+                 "opt": opt.state_dict(), "sched": sched.state_dict(), "torch_rng": torch.get_rng_state(),
+                 **_plain(figures)}  # fmt: skip
+        with atomic_path(path) as tmp:  # a kill or a full disk mid-save never leaves a broken checkpoint
+            torch.save(state, tmp)
         for old in sorted(self.ckpt_dir.glob(CHECKPOINT_GLOB))[:-2]:
             old.unlink()
         return path
 
-    def _resume(self, opt: torch.optim.Optimizer, sched: Any) -> int:
+    def _load_checkpoint(self, path: Path) -> dict[str, Any]:
+        """The checkpoint's content, read as tensors and plain data only: a file holding anything else
+        (a pickle that would run code) or a damaged one is refused, naming it; it is never executed."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to parse an untrusted file is the same answer
+            raise DataError(f"not a checkpoint afmrl can resume from: it holds objects other than tensors and plain "
+                            f"data, or is damaged ({type(exc).__name__}: {_load_failure(exc)}); it was not loaded "
+                            "and nothing in it ran. Delete it to train afresh", file=str(path)) from None  # fmt: skip
+        if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS):
+            raise DataError(f"not an afmrl training checkpoint (expected the keys {', '.join(CHECKPOINT_KEYS)}). "
+                            "Delete it to train afresh", file=str(path))  # fmt: skip
+        return state
+
+    def _resume(self, opt: torch.optim.Optimizer, sched: Any) -> tuple[int, dict[str, Any]]:
+        """The step to start from and the figures recorded so far (empty when starting afresh)."""
         path = self._latest_checkpoint()
         if path is None:
-            return 0
-        state = torch.load(path, map_location="cpu", weights_only=False)
+            return 0, {}
+        state = self._load_checkpoint(path)
         if state.get("fingerprint") != self.fingerprint():
             from afmrl.progress import console
 
             console.print(f"[yellow]checkpoints in {self.ckpt_dir} come from other settings or data: starting afresh")
             for old in self.ckpt_dir.glob(CHECKPOINT_GLOB):
                 old.unlink()
-            return 0
+            return 0, {}
         self.model.load_state_dict(state["model"], strict=False)
         self.loss_fn.load_state_dict(state["loss"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         torch.set_rng_state(state["torch_rng"])
-        return int(state["step"])
+        return int(state["step"]), {k: state[k] for k in ("final_loss", "history", "samples_per_s", "seconds")
+                                    if k in state}  # fmt: skip
 
     # ------------------------------------------------------------------ training
     def prepare_features(self) -> None:
@@ -230,16 +258,16 @@ class ContrastiveTrainer:
             self.model.towers_trained = True  # saved with the towers (a frozen run keeps what it loaded)
         opt = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps))
-        start = self._resume(opt, sched)
+        start, saved = self._resume(opt, sched)
         params = [p for group in opt.param_groups for p in group["params"]]
         acc = _accelerator(cfg) if full else _SingleProcess()
         model, loss_fn, opt, sched = acc.prepare(self.model, self.loss_fn, opt, sched)
         stream = self.batches(start, rank=acc.process_index)
         model.train()
-        history: list[dict[str, float]] = []
+        history: list[dict[str, float]] = list(saved.get("history", []))  # a resumed run's history is whole
         window: list[float] = []
         stats_acc: dict[str, float] = {}
-        loss_value = float("nan")
+        loss_value = float(saved.get("final_loss", float("nan")))  # a finished run run again keeps its loss
         t0 = time.perf_counter()
         label = f"train {cfg.method}" + (" (full)" if full else "")
         with progress(label, cfg.steps - start, unit="step") as advance:
@@ -269,15 +297,19 @@ class ContrastiveTrainer:
                         self.run.log_metrics(record, step=step + 1)
                     window = []
                 if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps and acc.is_main_process:
-                    self._save_checkpoint(step + 1, opt, sched)
+                    self._save_checkpoint(step + 1, opt, sched, {"final_loss": loss_value, "history": history})
                 advance(1)
         seconds = time.perf_counter() - t0
-        if acc.is_main_process:
-            self._save_checkpoint(cfg.steps, opt, sched)
-        self.model = self.model.cpu().eval()
         done = cfg.steps - start
-        return TrainResult(cfg.steps, loss_value, done * cfg.batch_size * acc.num_processes / max(seconds, 1e-9),
-                           seconds, self.ckpt_dir, history)  # fmt: skip
+        if done > 0:
+            throughput = done * cfg.batch_size * acc.num_processes / max(seconds, 1e-9)
+            if acc.is_main_process:
+                self._save_checkpoint(cfg.steps, opt, sched, {"final_loss": loss_value, "history": history,
+                                                              "samples_per_s": throughput, "seconds": seconds})  # fmt: skip
+        else:  # the run had finished: report its figures, not this call's (nothing trained)
+            throughput, seconds = float(saved.get("samples_per_s", 0.0)), float(saved.get("seconds", 0.0))
+        self.model = self.model.cpu().eval()
+        return TrainResult(cfg.steps, loss_value, throughput, seconds, self.ckpt_dir, history)
 
 
 class _SingleProcess:
@@ -308,7 +340,29 @@ def _accelerator(cfg: TrainConfig) -> Any:
     return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
 
 
+def _load_failure(exc: BaseException) -> str:
+    """The gist of torch.load's refusal (its message advises ``weights_only=False``: not shown to users)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if m := re.search(r"WeightsUnpickler error:\s*(.*?)(?: was not an allowed global| Please|\n|$)", text):
+        return m.group(1).strip().rstrip(".")
+    first = text.strip().split(". ")[0].splitlines()
+    return first[0][:200] if first else "unreadable"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain data for a checkpoint (dicts, lists, str, int, float, bool, None; numpy scalars
+    and anything else become floats or strings), so ``torch.load(weights_only=True)`` reads it."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
 def save_training_config(path: Path, enc: EncoderConfig, train: TrainConfig, extra: dict[str, Any]) -> Path:
-    path.write_text(json.dumps({"encoder": enc.model_dump(), "train": train.model_dump(), **extra}, indent=2,
-                               sort_keys=True, default=str) + "\n")  # fmt: skip
-    return path
+    return write_json_atomic(path, {"encoder": enc.model_dump(), "train": train.model_dump(), **extra},
+                             sort_keys=True, default=str)  # fmt: skip

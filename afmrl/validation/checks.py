@@ -1,12 +1,17 @@
-"""Pre-checks that feed the expectation suite: image paths stay inside the root and decode."""
+"""Pre-checks that feed the expectation suite: image paths stay inside the root and decode, JSON
+columns hold JSON objects, prices are finite numbers."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
 from afmrl.progress import progress
@@ -62,3 +67,57 @@ def check_images(listings: pd.DataFrame, root: Path, workers: int, max_pixels: i
             results.append(res)
             advance(1)
     return pd.DataFrame(results, columns=["image_status", "image_error"], index=listings.index)
+
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}  # fmt: skip
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed")  # NaN / Infinity: not JSON, and other readers reject them
+
+
+def check_json_object(text: object) -> str | None:
+    """None when ``text`` is a JSON object (or empty: no attributes), else why not."""
+    if text is None or text == "":
+        return None
+    if not isinstance(text, str):
+        return f"expected JSON text, got {type(text).__name__}"
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        return "not valid JSON: nested too deeply"
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc}"
+    except ValueError as exc:  # a constant above, or an integer too long to convert
+        return f"not valid JSON: {str(exc).split(': use')[0].split('; use')[0]}"
+    if not isinstance(value, dict):
+        return f"must be a JSON object, got {_JSON_TYPES.get(type(value), type(value).__name__)}"
+    return None
+
+
+def check_json_column(values: pd.Series) -> pd.Series:
+    """Why each cell is not a JSON object (None where it is)."""
+    return pd.Series([check_json_object(v) for v in values], index=values.index, dtype="object")
+
+
+def stored_present(table_path: Path, column: str) -> np.ndarray | None:
+    """Which rows have a value (not null) in ``column`` as stored in the Parquet file (None: no such
+    column). pandas reads null floats as NaN; this tells a missing price from a stored NaN."""
+    if column not in pq.read_schema(table_path).names:
+        return None
+    return pq.read_table(table_path, columns=[column]).column(column).is_valid().to_numpy(zero_copy_only=False)
+
+
+def check_prices(prices: pd.Series, present: np.ndarray | None) -> pd.Series:
+    """Why each price is not a usable number (None where it is fine or missing)."""
+    out: list[str | None] = []
+    for i, p in enumerate(prices):
+        if p is None or (isinstance(p, float) and math.isnan(p)):
+            stored = present is not None and bool(present[i])
+            out.append("NaN is not a number (leave the price empty when there is none)" if stored else None)
+        elif math.isinf(p):
+            out.append(f"{p} is not a finite number")
+        else:
+            out.append(None)
+    return pd.Series(out, index=prices.index, dtype="object")

@@ -7,7 +7,7 @@ failed and why, what the importer found) comes from pre-check columns.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -17,6 +17,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 import great_expectations as gx  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+from great_expectations.expectations.row_conditions import Column  # noqa: E402
 
 from afmrl.catalog.schema import SPLITS  # noqa: E402
 
@@ -26,35 +27,61 @@ class Rule:
     expectation: Any
     reason: str
     detail_column: str | None = None  # a column whose value explains the failure row by row
+    field: str | None = None  # the catalogue column to blame (default: the expectation's column)
 
 
-def build_rules(currencies: list[str]) -> list[Rule]:
-    return [
+# nothing visible: whitespace (Unicode, incl. no-break and ideographic spaces) and zero-width characters
+BLANK = r"^[\s\u200b-\u200d\u2060\ufeff]+$"
+# C0 controls except tab, line feed and carriage return; DEL; C1 controls (terminal escapes, NEL)
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+
+
+def build_rules(currencies: list[str], *, priced_currency: bool = True) -> list[Rule]:
+    """``priced_currency``: the catalogue states currencies, so every price needs one (a catalogue
+    with no currency at all is valid: its prices carry no unit)."""
+    rules = [
         Rule(gxe.ExpectColumnValuesToNotBeNull(column="listing_id"), "missing listing_id"),
         Rule(gxe.ExpectColumnValuesToBeUnique(column="listing_id"), "duplicate listing_id"),
         Rule(gxe.ExpectColumnValuesToNotBeNull(column="title"), "missing title"),
         Rule(gxe.ExpectColumnValueLengthsToBeBetween(column="title", min_value=1), "empty title"),
+        Rule(gxe.ExpectColumnValuesToNotMatchRegex(column="title", regex=BLANK),
+             "blank title (only spaces or invisible characters)"),  # fmt: skip
         Rule(gxe.ExpectColumnValuesToNotMatchRegex(column="title", regex="\ufffd"), "title is not valid UTF-8 text"),
+        Rule(gxe.ExpectColumnValuesToNotMatchRegex(column="title", regex=CONTROL), "title contains a control character"),
         Rule(gxe.ExpectColumnValuesToNotMatchRegex(column="description", regex="\ufffd"),
              "description is not valid UTF-8 text"),  # fmt: skip
+        Rule(gxe.ExpectColumnValuesToNotMatchRegex(column="description", regex=CONTROL),
+             "description contains a control character"),  # fmt: skip
         Rule(gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0), "negative price"),
+        Rule(gxe.ExpectColumnValuesToBeNull(column="price_error"), "invalid price", "price_error", "price"),
         Rule(gxe.ExpectColumnValuesToBeInSet(column="currency", value_set=sorted(currencies)), "unknown currency"),
         Rule(gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)), "unknown split"),
         Rule(gxe.ExpectColumnValuesToBeNull(column="import_issues"), "import issue", "import_issues"),
         Rule(gxe.ExpectColumnValuesToBeInSet(column="image_status", value_set=["ok", "absent"]), "image",
-             "image_error"),  # fmt: skip
+             "image_error", "image"),  # fmt: skip
+        Rule(gxe.ExpectColumnValuesToBeNull(column="attributes_error"), "invalid attributes", "attributes_error",
+             "attributes"),  # fmt: skip
+        Rule(gxe.ExpectColumnValuesToBeNull(column="reference_attributes_error"), "invalid reference_attributes",
+             "reference_attributes_error", "reference_attributes"),  # fmt: skip
     ]
+    if priced_currency:
+        priced = Column("price").is_not_null()
+        rules.append(Rule(gxe.ExpectColumnValuesToNotBeNull(column="currency", row_condition=priced),
+                          "price without a currency"))  # fmt: skip
+    return rules
 
 
 @dataclass
 class SuiteOutcome:
     reasons: dict[int, list[str]]  # row position -> reasons
     expectations: list[dict[str, Any]]
+    fields: dict[int, list[str]] = field(default_factory=dict)  # row position -> blamed columns (no repeats)
 
 
 def run_suite(frame: pd.DataFrame, currencies: list[str], *, data_docs_dir: str | None = None) -> SuiteOutcome:
-    """Run the suite on ``frame`` (catalogue columns + image_status/image_error, RangeIndex)."""
-    rules = build_rules(currencies)
+    """Run the suite on ``frame`` (catalogue columns + the pre-check columns image_status/image_error,
+    price_error, attributes_error, reference_attributes_error; RangeIndex)."""
+    rules = build_rules(currencies, priced_currency=bool(frame["currency"].notna().any()))
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = context.data_sources.add_pandas("catalogue")
@@ -68,6 +95,7 @@ def run_suite(frame: pd.DataFrame, currencies: list[str], *, data_docs_dir: str 
 
     by_id = {rule.expectation.id: rule for rule in rules}
     reasons: dict[int, list[str]] = {}
+    fields: dict[int, list[str]] = {}
     summary = []
     for res in result.results:
         rule = by_id[res.expectation_config.id]
@@ -78,11 +106,15 @@ def run_suite(frame: pd.DataFrame, currencies: list[str], *, data_docs_dir: str 
         for i in flagged:
             detail = frame[rule.detail_column].iloc[i] if rule.detail_column else None
             reasons.setdefault(i, []).append(f"{rule.reason}: {detail}" if detail else rule.reason)
+            blamed = fields.setdefault(i, [])
+            column = rule.field or res.expectation_config.kwargs.get("column")
+            if column not in blamed:
+                blamed.append(column)
         summary.append({"expectation": res.expectation_config.type, "column": res.expectation_config.kwargs.get("column"),
                         "reason": rule.reason, "success": bool(res.success), "unexpected_count": len(flagged)})  # fmt: skip
     if data_docs_dir:
         _build_docs(context, data_docs_dir)
-    return SuiteOutcome(reasons=reasons, expectations=summary)
+    return SuiteOutcome(reasons=reasons, expectations=summary, fields=fields)
 
 
 def _build_docs(context: Any, folder: str) -> None:

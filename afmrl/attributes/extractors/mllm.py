@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from afmrl.attributes.cache import GenerationCache
+from afmrl.attributes.parse import writable_text
 from afmrl.attributes.prompts import PROMPT_VERSION, build_messages
 from afmrl.attributes.schema import DEFAULT_SCHEMA, AttributeSchema
 from afmrl.config import MLLMConfig
@@ -140,7 +141,7 @@ class MLLMExtractor:
                 raws = self._generate_batch([items[i] for i in idx], flag)
                 per = (time.perf_counter() - t0) / len(idx)
                 new_rows = []
-                for i, raw in zip(idx, raws, strict=True):
+                for i, raw in zip(idx, (writable_text(r) for r in raws), strict=True):  # SQLite needs UTF-8
                     results[i] = Generation(items[i].listing_id, raw, per, False)
                     new_rows.append((keys[i], raw, per))
                 if cache is not None:

@@ -47,7 +47,8 @@ def _read_classes(src: Path) -> list[dict[str, str]]:
     path = src / "classes.csv"
     if not path.exists():
         raise DataError("classes.csv not found: is this the Grocery Store Dataset folder?", file=str(path))
-    lines = path.read_text(encoding="utf-8").splitlines()
+    # split("\n"), not splitlines(): \x0c, \u2028... are no line breaks, so n is the line an editor shows
+    lines = path.read_text(encoding="utf-8").split("\n")
     classes = []
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -82,9 +83,11 @@ def import_grocery_store(src: str | Path, out_dir: str | Path) -> Path:
     if not split_files:
         raise DataError("no split file (train.txt, val.txt, test.txt) found", file=str(src))
     for split, path in split_files:
-        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        # (physical line, text): blank lines are skipped but still counted, so errors name the right line
+        numbered = enumerate(path.read_text(encoding="utf-8").split("\n"), start=1)
+        lines = [(n, ln) for n, ln in numbered if ln.strip()]
         with progress(f"grocery-store: {split}", len(lines)) as advance:
-            for n, line in enumerate(lines, start=1):
+            for n, line in lines:
                 cells = [c.strip() for c in line.split(",")]
                 if len(cells) < 2 or cells[1] not in by_id:
                     raise DataError("expected 'path, fine_id, coarse_id' with a known fine_id",

@@ -1,8 +1,11 @@
 """Generic offers importer: any CSV with a header, mapped with ``--columns id=...,title=...``.
 
-Mapping keys: ``id`` (default: row number), ``title`` (required), ``product``, ``category``,
-``brand``, ``description``, ``price``, ``currency``. Listings are text-only. A mapped brand becomes
-a provided attribute; any other ``attr.<name>=<column>`` key adds a provided attribute too.
+Mapping keys: ``id`` (default: ``<source>-<line>``, the physical line the record starts on, the
+header being line 1), ``title`` (required), ``product``, ``category``, ``brand``, ``description``,
+``price``, ``currency``. Listings are text-only. A mapped brand becomes a provided attribute; any
+other ``attr.<name>=<column>`` key adds a provided attribute too. A file that cannot be read as
+intended (no records, a quote never closed, rows merged by a stray quote) is a DataError naming
+the file and line, and nothing is written.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from afmrl.catalog.importers.text import clean_text, join_issues, parse_price, read_csv
+from afmrl.catalog.importers.text import clean_text, join_issues, parse_price, read_csv_records
 from afmrl.catalog.io import write_catalog
 from afmrl.catalog.schema import to_json
 from afmrl.catalog.splits import assign_splits
@@ -47,13 +50,13 @@ def _cell(row: dict[str, str], mapping: dict[str, str], issues: list[str], key: 
 def import_offers(src: str | Path, out_dir: str | Path, mapping: dict[str, str], split_cfg: SplitConfig,
                   source: str | None = None) -> Path:  # fmt: skip
     src = Path(src)
-    header, records = read_csv(src)
+    header, records = read_csv_records(src)
     missing = [c for c in mapping.values() if c not in header]
     if missing:
         raise DataError(f"mapped column(s) {missing} not in the header {header}", file=str(src), field=missing[0])
     source = source or src.stem
     rows = []
-    for n, r in enumerate(records, start=2):
+    for n, r in records:  # n: the physical line the record starts on
         issues: list[str] = []
         cell = partial(_cell, r, mapping, issues)
         attrs = {k[5:]: v for k, v in ((k, cell(k)) for k in mapping if k.startswith("attr.")) if v}

@@ -14,24 +14,81 @@ _SURROGATES = re.compile("[\udc80-\udcff]")
 _NUMBER = re.compile(r"[-+]?\d[\d.,]*(?:[eE][-+]?\d+)?")
 
 
-def read_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Read a CSV with a header; quoted fields may span lines.
+def read_csv_records(path: str | Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """``(header, [(line, record), ...])`` of a CSV with a header; quoted fields may span lines.
 
-    Bytes that are not UTF-8 are kept as surrogate escapes so that :func:`clean_text` can report
-    the exact record and field instead of failing the whole file.
+    ``line`` is the physical line the record starts on (the header is line 1), so a record after a
+    multi-line quoted field still names the line an editor shows. Bytes that are not UTF-8 are kept
+    as surrogate escapes so that :func:`clean_text` can report the exact record and field instead
+    of failing the whole file. Raises :class:`DataError` naming the file (and line) for: no header,
+    no records, a quote that is never closed (the rest of the file would become one field), and a
+    record spanning several lines whose field count differs from the header's (an opening quote
+    closed by some later row's quote: the rows between were merged into one).
     """
     p = Path(path)
     if not p.exists():
         raise DataError("file not found", file=str(p))
     text = p.read_bytes().decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
+    lines = list(io.StringIO(text, newline=""))  # physical lines, as the csv reader counts them
+    reader = csv.reader(iter(lines))
+    header = next(reader, [])
+    if not header:
         raise DataError("empty CSV (no header)", file=str(p))
+    if reader.line_num > 1 and _ends_inside_quotes(text):
+        raise DataError("a quote opened in the header is never closed", file=str(p), record="line 1")
+    records: list[tuple[int, dict[str, str]]] = []
+    end = reader.line_num
     try:
-        rows = list(reader)
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if not row:
+                continue  # a blank line
+            merged = end > start and len(row) != len(header)
+            if merged and not _ends_inside_quotes("".join(lines[start - 1 :])):  # (that one: after the loop)
+                raise DataError(
+                    f"a quoted field is not closed where expected: lines {start}-{end} were read as one record "
+                    f"of {len(row)} fields (the header has {len(header)}); check the quotes on line {start}",
+                    file=str(p), record=f"line {start}",
+                )  # fmt: skip
+            records.append((start, _as_record(header, row)))
     except csv.Error as exc:
-        raise DataError(f"malformed CSV: {exc}", file=str(p), record=f"line {reader.line_num}") from exc
-    return list(reader.fieldnames), rows
+        hint = " (a quote that is never closed?)" if "field larger than field limit" in str(exc) else ""
+        raise DataError(f"malformed CSV: {exc}{hint}", file=str(p), record=f"line {end + 1}") from exc
+    if records and _ends_inside_quotes("".join(lines[records[-1][0] - 1 :])):
+        raise DataError(
+            f"a quote opened in the record on line {records[-1][0]} is never closed (the rest of the file, "
+            f"lines {records[-1][0]}-{len(lines)}, would be one field)",
+            file=str(p), record=f"line {records[-1][0]}",
+        )  # fmt: skip
+    if not records:
+        raise DataError("no records: the CSV has a header and nothing else", file=str(p))
+    return header, records
+
+
+def _as_record(header: list[str], row: list[str]) -> dict[str, str]:
+    """A row as ``csv.DictReader`` gives it (extra fields under ``None``, missing ones None)."""
+    record: dict = dict(zip(header, row, strict=False))
+    if len(row) > len(header):
+        record[None] = row[len(header) :]
+    for name in header[len(row) :]:
+        record[name] = None
+    return record
+
+
+def _ends_inside_quotes(text: str) -> bool:
+    """The last record's text runs into the end of the file inside a quoted field."""
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def read_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """``(header, records)``: :func:`read_csv_records` without the line numbers."""
+    header, records = read_csv_records(path)
+    return header, [r for _, r in records]
 
 
 def clean_text(value: str | None, field: str, issues: list[str]) -> str | None:

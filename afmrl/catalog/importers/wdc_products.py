@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from afmrl.catalog.importers.text import clean_text, join_issues, parse_price, read_csv
+from afmrl.catalog.importers.text import clean_text, join_issues, parse_price, read_csv_records
 from afmrl.catalog.io import write_catalog
 from afmrl.catalog.schema import to_json
 from afmrl.catalog.splits import assign_splits
@@ -23,16 +23,16 @@ COLUMNS = ("id", "brand", "title", "description", "price", "pricecurrency", "clu
 def import_wdc_products(src: str | Path, out_dir: str | Path, split_cfg: SplitConfig) -> Path:
     src = Path(src)
     table = src / "tableA.csv" if src.is_dir() else src
-    header, records = read_csv(table)
+    header, records = read_csv_records(table)
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise DataError(f"missing column(s) {missing}", file=str(table), field=missing[0])
     rows = []
-    for n, r in enumerate(records, start=2):
+    for n, r in records:  # n: the physical line the record starts on
         issues: list[str] = []
         offer_id = clean_text(r["id"], "id", issues)
         if not offer_id:
-            raise DataError("empty offer id", file=str(table), record=f"row {n}", field="id")
+            raise DataError("empty offer id", file=str(table), record=f"line {n}", field="id")
         brand = clean_text(r["brand"], "brand", issues)
         attrs = to_json({"brand": brand} if brand else {})
         rows.append({

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from afmrl.atomic import atomic_path, write_json_atomic
 from afmrl.config import EncoderConfig
 from afmrl.models.encoders.base import ImageLike, l2_normalize, load_image
 from afmrl.models.pretrained import IMAGE_MEAN, IMAGE_STD, EfficientNetFeatures, resolve_text_model
@@ -165,8 +166,9 @@ class DualEncoder(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"afmrl_encoder": "dual", "towers_trained": self.towers_trained, **self.cfg.model_dump()}
-        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        save_file(self.trainable_state(), str(folder / WEIGHTS_FILE))
+        with atomic_path(folder / WEIGHTS_FILE) as tmp:  # each file whole or absent (a full disk, a kill)
+            save_file(self.trainable_state(), str(tmp))
+        write_json_atomic(folder / CONFIG_FILE, meta, sort_keys=True)
         return folder
 
     @classmethod
