@@ -9,6 +9,7 @@ import os
 import stat
 
 import pytest
+
 from afmrl.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
