@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -115,9 +116,13 @@ def validate_cmd(
     ),
 ) -> None:
     """Validation gate (Great Expectations): quarantine bad rows, pass the rest on."""
+    from afmrl.commands.headline import write_headline
     from afmrl.stages import validate
 
-    result = validate.run(_cfg(ctx), catalog, out)
+    try:
+        result = validate.run(_cfg(ctx), catalog, out)
+    finally:  # a failed gate writes its outputs first: its headline too (metrics.json, for `dvc metrics show`)
+        write_headline("validate", out / validate.REPORT_FILE)
     console.print(
         f"validated: {result.passed} passed, {result.quarantined} quarantined ({result.fail_share:.1%})\n"
         f"  catalogue:  {result.out_dir / 'listings.parquet'}\n"
@@ -135,7 +140,35 @@ def where_cmd(ctx: typer.Context) -> None:
         console.print(line, highlight=False, soft_wrap=True)
 
 
+# Warnings a normal run printed that are neither about the user's data nor settings: deprecations inside
+# the ML stack, e.g. transformers' FutureWarning "`is_gradient_checkpointing` is deprecated" (trl and peft
+# call it during SFT/RAR) and SQLAlchemy's SADeprecationWarning "The ``noload`` loader strategy" (mlflow's
+# SQL store). They are silenced here, in one place, for these packages only (afmrl's own warnings still
+# show; a user's -W or PYTHONWARNINGS turns them all back on). What stays on stderr is not a warning and
+# not ours to change: mlflow's INFO lines when it creates a SQLite store (mlflow's logger), transformers'
+# "Loading weights" tqdm bars, and the Milvus Lite server's own log (milvus_lite). gRPC's GOAWAY lines are
+# quietened where pymilvus is imported (afmrl.retrieval.milvus.import_pymilvus).
+THIRD_PARTY_WARNING_MODULES = (
+    r"(transformers|trl|peft|accelerate|torch|torchvision|datasets|huggingface_hub|safetensors|mlflow|sqlalchemy"
+    r"|alembic|great_expectations|pymilvus|milvus_lite|grpc|google\.protobuf|efficientnet_pytorch|pandas|pyarrow"
+    r"|pydantic|marshmallow|altair|typer|click)(\..*)?$"
+)
+QUIET_MESSAGES = (r"`is_gradient_checkpointing` is deprecated", r"The ``noload`` loader strategy is deprecated")
+
+
+def quiet_third_party_warnings() -> None:
+    """Ignore FutureWarning / DeprecationWarning raised in third-party packages (and the known messages
+    wherever they are attributed); nothing when the user asked for warnings (-W, PYTHONWARNINGS)."""
+    if sys.warnoptions:
+        return
+    for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY_WARNING_MODULES)
+    for message in QUIET_MESSAGES:
+        warnings.filterwarnings("ignore", message=message)
+
+
 def main() -> None:
+    quiet_third_party_warnings()
     app()
 
 

@@ -224,6 +224,8 @@ class RegistryConfig(Section):
         },
         description="metric -> rule; promote when no rule fails and at least one metric improves",
     )
+    gate_min_queries: int = Field(200, ge=1, description="fewest evaluation queries the gate decides on")
+    gate_bootstrap: int = Field(2000, ge=100, description="paired bootstrap resamples for the 95% intervals")
 
     @model_validator(mode="after")
     def _gate(self) -> RegistryConfig:

@@ -23,6 +23,11 @@ def _enabled() -> bool:
     return os.environ.get("AFMRL_PROGRESS", "auto") != "off"
 
 
+def progress_enabled() -> bool:
+    """False when ``AFMRL_PROGRESS=off`` (tests, CI logs): no bars, no progress lines."""
+    return _enabled()
+
+
 @contextmanager
 def progress(description: str, total: int | None, unit: str = "it") -> Iterator[Callable[[int], None]]:
     """``with progress("x", n) as advance: advance(1)``; shows rate (items/s) and ETA."""

@@ -23,9 +23,11 @@ def extract_cmd(
     ),
 ) -> None:
     """Extract attributes of every listing (attributes.backend: rules | mllm; mllm.* for the model)."""
+    from afmrl.commands.headline import write_headline
     from afmrl.stages import extract
 
     r = extract.run(cfg_of(ctx), catalog, out)
+    write_headline("extract", r.report_path)  # metrics.json: what `dvc metrics show` prints
     line = f"attributes: {r.table_path} ({r.n} listings, {r.generated} generated, {r.cache_hits} from cache"
     line += f", valid JSON {r.valid_rate:.1%})\nreport:     {r.report_path}"
     if "attributes" in r.metrics:

@@ -61,23 +61,40 @@ def root(
 
 
 def where_lines(cfg: Config) -> list[str]:
-    """Where the main job's outputs are (printed at the end of the README's first command; credentials
-    in a URI are shown as ***)."""
+    """Where the main job's outputs are, one line each in pipeline order (printed at the end of the README's
+    first command, which lists the same paths; tests/test_cli.py keeps the two equal). Credentials in a
+    URI are shown as ***."""
     from afmrl.retrieval.milvus import is_lite, redact_uri
     from afmrl.tracking.redact import scrub
 
     index_uri = cfg.index.resolved_uri()
+    tracking_uri = cfg.tracking.resolved_uri()
+    alias = cfg.index.alias
     items = [
-        ("MLflow store", cfg.tracking.resolved_uri(), "look at it: afmrl ui"),
-        ("Milvus index", index_uri, f"alias {cfg.index.alias}; try: afmrl search --text \"...\""),
-        ("evaluation report", "outputs/eval/report.json", "and outputs/eval/summary.md"),
+        ("synthetic catalogue", "data/synthetic/", ""),
+        ("validated catalogue", "data/validated/", "rows that passed the gate"),
+        ("quarantine", "data/validated/quarantine.parquet", "rows that failed, with reason and field"),
+        ("validation report", "data/validated/report.json", ""),
+        ("attributes", "data/attributes/", ""),
+        ("encoder", "outputs/train/encoder/", ""),
+        ("tiny extractor", "outputs/models/tiny-vlm/", ""),
+        ("SFT extractor", "outputs/models/sft/", ""),
+        ("RAR extractor", "outputs/models/rar/", ""),
+        ("Milvus index", index_uri, f"alias {alias}; try: afmrl search --text \"...\""),
+        ("evaluation report", "outputs/eval/report.json", ""),
+        ("evaluation summary", "outputs/eval/summary.md", ""),
         ("promotion decision", "outputs/promote/decision.json", ""),
-        ("published", "outputs/publish/publish.json", f"whether alias {cfg.index.alias} moved"),
-        ("validated catalogue", "data/validated/listings.parquet", "quarantine: data/validated/quarantine.parquet"),
+        ("published", "outputs/publish/publish.json", f"whether alias {alias} moved"),
+        ("MLflow store", tracking_uri, "look at it: afmrl ui"),
     ]
     lines = []
     for name, path, hint in items:
-        exists = path.startswith(("sqlite:", "http")) or (path == index_uri and not is_lite(path)) or Path(path).exists()
+        if path.startswith("sqlite:///"):  # the local store: there once its file is
+            exists = Path(path[len("sqlite:///"):]).exists()
+        elif path.startswith(("http:", "https:", "databricks", "file:")) or (path == index_uri and not is_lite(path)):
+            exists = True  # a server: nothing to look for on this machine
+        else:
+            exists = Path(path).exists()
         shown = scrub(redact_uri(path))
         lines.append(f"{name:20s} {shown}{'' if exists else '  (not there yet)'}" + (f"  ({hint})" if hint else ""))
     return lines

@@ -56,7 +56,10 @@ def promote_cmd(
     if version is not None:
         decision = promote.promote_version(cfg, version, reason=reason, model=model, out_dir=out)
     else:
+        from afmrl.commands.headline import write_headline
+
         decision = promote.run(cfg, encoder, report, out or Path("outputs/promote"))
+        write_headline("promote", (out or Path("outputs/promote")) / promote.DECISION_FILE)  # for `dvc metrics show`
     verdict = "[bold green]promoted[/]" if decision.promoted else "[bold yellow]not promoted[/]"
     console.print(f"{decision.model} v{decision.version}: {verdict} (champion: v{decision.champion_after})"
                   + "".join(f"\n  - {r}" for r in decision.reasons), highlight=False)  # fmt: skip
@@ -133,9 +136,16 @@ def run_end(
     ctx: typer.Context,
     run_id: Annotated[str | None, typer.Option(help="parent run id (default: $AFMRL_PARENT_RUN_ID)")] = None,
     status: Annotated[str | None, typer.Option(help="FINISHED or FAILED (default: FAILED if a stage failed)")] = None,
+    report: Annotated[Path, typer.Option(help="evaluation report: its gate metrics go to the parent run")] = Path(
+        "outputs/eval/report.json"
+    ),
+    decision: Annotated[Path, typer.Option(help="promotion decision: promoted (0/1) goes to the parent run")] = Path(
+        "outputs/promote/decision.json"
+    ),
 ) -> None:
-    """Close the parent run; prints its status and the stages under it as JSON."""
-    from afmrl.tracking.pipeline import end_pipeline_run
+    """Close the parent run, logging the gate metrics and the decision where their files exist; prints its
+    status, the stages under it and those metrics as JSON."""
+    from afmrl.tracking.pipeline import end_pipeline_run, pipeline_metrics
     from afmrl.tracking.runs import PARENT_RUN_ENV
 
     run_id = run_id or os.environ.get(PARENT_RUN_ENV)
@@ -143,7 +153,9 @@ def run_end(
         raise ConfigError(f"no parent run: pass --run-id or set {PARENT_RUN_ENV}", field="--run-id")
     if status is not None and status.upper() not in ("FINISHED", "FAILED", "KILLED"):
         raise ConfigError(f"--status {status!r}: FINISHED, FAILED or KILLED", field="--status")
-    _emit(end_pipeline_run(cfg_of(ctx).tracking, run_id, status), None)
+    cfg = cfg_of(ctx)
+    metrics = pipeline_metrics(report, decision, gate=cfg.registry.gate)
+    _emit(end_pipeline_run(cfg.tracking, run_id, status, metrics=metrics), None)
 
 
 def standalone_app() -> typer.Typer:

@@ -46,8 +46,10 @@ def evaluate_cmd(
     cache: Annotated[Path | None, typer.Option(help="backbone feature cache")] = None,
 ) -> None:
     """Retrieval metrics (exact search): R@1/5/10, mAP@10, MRR per task, per category; JSON, Markdown, plots."""
+    from afmrl.commands.headline import write_headline
     from afmrl.stages import evaluate
 
     result = evaluate.run(cfg_of(ctx), catalog, encoder, out, cache_dir=cache, index=index)
+    write_headline("evaluate", result.report_path)  # metrics.json: what `dvc metrics show` prints
     m = result.result.metrics
     console.print(f"report: {result.report_path}  listing_R@1={m.get('listing_R@1', float('nan')):.3f}")

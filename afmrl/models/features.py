@@ -77,12 +77,32 @@ class FeatureCache:
             np.savez(fh, keys=keys, feats=self.feats)
 
 
+def with_progress(compute: Callable[[list], np.ndarray], description: str, unit: str,
+                  batch_size: int) -> Callable[[list], np.ndarray]:  # fmt: skip
+    """``compute`` over ``batch_size`` items at a time, a progress bar advancing per batch (``AFMRL_PROGRESS=off``
+    hides it). The backbones batch by the same size inside, so the features are the ones one call gives."""
+
+    def run(items: list) -> np.ndarray:
+        if len(items) <= batch_size:  # one batch: no bar
+            return compute(items)
+        parts = []
+        with progress(description, len(items), unit=unit) as advance:
+            for start in range(0, len(items), max(1, batch_size)):
+                chunk = items[start:start + max(1, batch_size)]
+                parts.append(compute(chunk))
+                advance(len(chunk))
+        return np.concatenate(parts) if parts else compute(items)
+
+    return run
+
+
 def tower_features(model: DualEncoder, kind: str, inputs: list[Any], cache_dir: str | Path | None) -> np.ndarray:
-    """Backbone features of images or texts, through the on-disk cache."""
+    """Backbone features of images or texts, through the on-disk cache (a bar over what is not cached)."""
     cfg = model.cfg
     if kind == "image":
         cache = FeatureCache(cache_dir, f"image-{cfg.image_model}-{cfg.image_size}")
-        with progress("features: images", None, unit="img"):
-            return cache.get([image_key(p) for p in inputs], inputs, model.image_backbone)
+        compute = with_progress(model.image_backbone, "features: images", "img", cfg.batch_size)
+        return cache.get([image_key(p) for p in inputs], inputs, compute)
     cache = FeatureCache(cache_dir, f"text-{Path(cfg.text_model).name}-{cfg.max_tokens}")
-    return cache.get([text_key(t) for t in inputs], inputs, model.text_backbone)
+    compute = with_progress(model.text_backbone, "features: texts", "text", cfg.batch_size)
+    return cache.get([text_key(t) for t in inputs], inputs, compute)

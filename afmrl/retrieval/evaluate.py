@@ -22,7 +22,7 @@ import pandas as pd
 from afmrl.catalog.splits import eval_roles
 from afmrl.errors import DataError
 from afmrl.retrieval.embed import Embeddings
-from afmrl.retrieval.metrics import retrieval_metrics
+from afmrl.retrieval.metrics import retrieval_metrics, topk
 
 
 @dataclass
@@ -31,6 +31,7 @@ class TaskData:
     sim: np.ndarray
     relevant: np.ndarray
     query_categories: list
+    query_rows: np.ndarray | None = None  # row numbers (in the evaluated frame) of the queries
 
 
 @dataclass
@@ -39,6 +40,7 @@ class EvalResult:
     per_category: dict[str, dict[str, float]]
     counts: dict[str, int]
     tasks: list[TaskData] = field(default_factory=list)
+    per_query: dict = field(default_factory=dict)  # see per_query_metrics
 
 
 def resolve_split(listings: pd.DataFrame, wanted: str) -> str:
@@ -76,7 +78,7 @@ def evaluate_embeddings(listings: pd.DataFrame, emb: Embeddings, split: str, ks:
         sim[same] = -np.inf  # a query never retrieves itself
         rel = _relevance([products[i] for i in q_rows], [products[i] for i in g_rows]) & ~same
         metrics.update(retrieval_metrics(sim, rel, ks, prefix=f"{name}_"))
-        tasks.append(TaskData(name, sim, rel, [cats[i] for i in q_rows]))
+        tasks.append(TaskData(name, sim, rel, [cats[i] for i in q_rows], q_rows))
 
     run("listing", emb.listing[q_idx], q_idx, emb.listing[g_idx], g_idx)
     if emb.image is not None:
@@ -105,3 +107,42 @@ def evaluate_embeddings(listings: pd.DataFrame, emb: Embeddings, split: str, ks:
             per_category[str(c)] = retrieval_metrics(task.sim[sel], task.relevant[sel], (1,))
     counts = {"queries": int(len(q_idx)), "gallery": int(len(g_idx)), "listings": int(len(df))}
     return EvalResult(metrics, per_category, counts, tasks)
+
+
+def per_query(task: TaskData, measure: str) -> np.ndarray:
+    """One value per scored query (those with a relevant item, in order) whose mean is the task's
+    ``measure`` (``R@k`` or ``mAP@k``, k <= 10) as :func:`retrieval_metrics` reports it."""
+    has = task.relevant.any(axis=1)
+    sim, rel = np.asarray(task.sim[has], dtype=np.float32), task.relevant[has]
+    kind, _, k_text = measure.partition("@")
+    if kind not in ("R", "mAP") or not k_text.isdigit() or not 1 <= int(k_text) <= 10:
+        raise ValueError(f"no per-query form for {measure!r} (R@k or mAP@k, k <= 10)")
+    if not len(sim):
+        return np.zeros(0)
+    hits = np.take_along_axis(rel, topk(sim, 10), axis=1)
+    k = int(k_text)
+    if kind == "R":
+        return hits[:, :k].any(axis=1).astype(np.float64)
+    h = hits[:, :10].astype(np.float32)
+    precision = np.cumsum(h, axis=1) / np.arange(1, h.shape[1] + 1)
+    return ((precision * h).sum(axis=1) / np.minimum(rel.sum(axis=1), 10)).astype(np.float64)
+
+
+def per_query_metrics(result: EvalResult, metrics: Sequence[str], ids: Sequence) -> dict:
+    """``{"query_ids": {task: [...]}, "values": {metric: [...]}}`` for the gate's ``<task>_<R@k|mAP@k>``
+    metrics; ``ids`` names the evaluated rows (listing ids). Metrics without a per-query form are left out."""
+    tasks = {t.name: t for t in result.tasks}
+    out: dict = {"query_ids": {}, "values": {}}
+    for metric in metrics:
+        name, _, measure = metric.rpartition("_")
+        task = tasks.get(name)
+        if task is None or task.query_rows is None:
+            continue
+        try:
+            values = per_query(task, measure)
+        except ValueError:
+            continue
+        out["values"][metric] = [float(v) for v in values]
+        rows = task.query_rows[task.relevant.any(axis=1)]
+        out["query_ids"][name] = [str(ids[i]) for i in rows]
+    return out

@@ -126,12 +126,20 @@ def _without_secrets(text: str, uri: str, token: str | None) -> str:
 # are set aside while pymilvus is imported (and restored: child processes still see them).
 _PYMILVUS_ENV = ("MILVUS_URI", "MILVUS_DEFAULT_CONNECTION")
 _import_lock = threading.Lock()
+# gRPC's C core (pymilvus's transport, and the Milvus Lite server milvus_lite starts as a child process)
+# logs every connection closed by the server ("GOAWAY received", "Socket closed") at its default
+# verbosity; it reads these once, when it is first loaded, so they are set before pymilvus is imported
+# (setdefault: a user's own GRPC_VERBOSITY=DEBUG still wins). What is left on stderr is milvus_lite's
+# own server log lines (not ours to configure).
+_GRPC_QUIET = {"GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2"}
 
 
 def import_pymilvus():
     """The ``pymilvus`` module, imported without it seeing MILVUS_URI: every use of pymilvus in afmrl
     goes through here (tests/retrieval/test_milvus_env.py checks that no other module imports it)."""
     if "pymilvus" not in sys.modules:
+        for key, value in _GRPC_QUIET.items():
+            os.environ.setdefault(key, value)
         with _import_lock:
             saved = {k: os.environ.get(k) for k in _PYMILVUS_ENV}
             try:

@@ -25,7 +25,9 @@ def write_report(result: EvalResult, out_dir: str | Path, meta: dict[str, Any]) 
 def markdown_summary(result: EvalResult, meta: dict[str, Any]) -> str:
     tasks = sorted({k.rsplit("_", 1)[0] for k in result.metrics if k.endswith("_MRR")})
     cols = ["R@1", "R@5", "R@10", "mAP@10", "MRR", "queries"]
-    lines = [f"# Evaluation: {meta.get('catalog', '')} (split {meta.get('split', '')})", "",
+    catalog = meta.get("catalog", "")
+    catalog = catalog.get("path", "") if isinstance(catalog, dict) else catalog
+    lines = [f"# Evaluation: {catalog} (split {meta.get('split', '')})", "",
              "| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]  # fmt: skip
     for t in tasks:
         vals = [result.metrics.get(f"{t}_{c}") for c in cols]

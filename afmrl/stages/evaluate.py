@@ -1,7 +1,10 @@
 """Evaluation stage: exact-search retrieval metrics of an encoder on a catalogue's eval split.
 
 Outputs in ``out_dir``: ``report.json`` ({"metrics": {"listing_R@1": ...}, "per_category", "counts",
-...}), ``summary.md`` and PNG plots; all logged to MLflow with the metrics.
+"candidate": {"path", "digest"}, "catalog": {"path", "digest", "listings", "splits"}, "split",
+"queries": {"n", "digest"}, "per_query": {"query_ids": {task: [...]}, "values": {gate metric: [...]}},
+"rows": {"candidate": metrics, "zero-shot": metrics of the untrained pretrained towers, same queries}}),
+``summary.md`` and PNG plots; all logged to MLflow with the metrics.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import numpy as np
 
 from afmrl.catalog.io import read_catalog
 from afmrl.config import Config
+from afmrl.digest import content_hash
 from afmrl.errors import ConfigError
 from afmrl.models.encoders import load_encoder
 from afmrl.models.encoders.dual import DualEncoder
+from afmrl.models.encoders.ref import fingerprint
 from afmrl.retrieval.embed import embed_listings
-from afmrl.retrieval.evaluate import EvalResult, evaluate_embeddings, resolve_split
+from afmrl.retrieval.evaluate import EvalResult, evaluate_embeddings, per_query_metrics, resolve_split
 from afmrl.retrieval.report import write_report
+from afmrl.tracking.datasets import catalog_digest
 from afmrl.tracking.lock import holds_stores
 from afmrl.tracking.runs import stage_run
 from afmrl.tracking.store import preflight
@@ -49,6 +55,7 @@ def evaluate(cfg: Config, catalog_dir: str | Path, model: DualEncoder, cache_dir
     rows = evaluation_rows(catalog.listings, split)
     emb = embed_listings(model, catalog, rows, cfg.encoder, cache_dir, zero_shot=zero_shot)
     result = evaluate_embeddings(rows, emb, split, cfg.eval.ks, cfg.eval.seed)
+    result.per_query = per_query_metrics(result, list(cfg.registry.gate), rows["listing_id"].tolist())
     if index_collection:
         from afmrl.retrieval.index_eval import evaluate_index
         from afmrl.retrieval.milvus import MilvusIndex
@@ -73,6 +80,28 @@ def indexed_collection(index_summary: str | Path) -> str:
     return str(summary["collection"])
 
 
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+
+
+def queries_of(result: EvalResult) -> dict:
+    """``{"n", "digest"}`` of the ``listing`` task's scored query ids (the queries the gate decides on)."""
+    ids = result.per_query.get("query_ids", {}).get("listing", [])
+    return {"n": len(ids), "digest": content_hash(sorted(ids))}
+
+
+def binding(catalog_dir: str | Path, encoder_dir: str | Path, split: str, result: EvalResult, cfg: Config) -> dict:
+    """What a report was computed on: the candidate (its content digest), the catalogue, the split and the
+    queries; ``afmrl promote`` refuses a report whose candidate is not the encoder it is asked to register."""
+    listings = read_catalog(catalog_dir).listings
+    sizes = {str(k): int(v) for k, v in listings["split"].value_counts(dropna=True).items()}
+    return {"candidate": {"path": str(encoder_dir), "digest": fingerprint(encoder_dir, cfg.encoder)},
+            "catalog": {"path": str(catalog_dir), "digest": catalog_digest(catalog_dir), "listings": int(len(listings)),
+                        "splits": sizes},
+            "encoder": str(encoder_dir), "split": split, "queries": queries_of(result),
+            "per_query": result.per_query}  # fmt: skip
+
+
 @holds_stores("evaluate stage", tracking=False, only_with="index")  # through the index: the Milvus Lite file
 def run(cfg: Config, catalog_dir: str | Path, encoder_dir: str | Path, out_dir: str | Path,
         cache_dir: str | Path | None = None, index: str | Path | None = None) -> EvaluateStageResult:  # fmt: skip
@@ -92,9 +121,16 @@ def run(cfg: Config, catalog_dir: str | Path, encoder_dir: str | Path, out_dir: 
         if collection != expected:
             raise DataError(f"the index holds collection {collection!r}, not this encoder's ({expected!r}): "
                             "build the index with the same encoder", file=str(index))  # fmt: skip
-    result, split = evaluate(cfg, catalog_dir, model, cache_dir or Path(out_dir) / "feature-cache",
-                             index_collection=collection)  # fmt: skip
-    paths = write_report(result, out_dir, {"catalog": str(catalog_dir), "encoder": str(encoder_dir), "split": split})
+    cache = cache_dir or Path(out_dir) / "feature-cache"
+    result, split = evaluate(cfg, catalog_dir, model, cache, index_collection=collection)
+    # the zero-shot row: the same pretrained towers without the trained heads, on the same queries (the
+    # features are cached by now, so it costs one more scoring); the champion's row is the promote stage's
+    zero, _ = evaluate(cfg, catalog_dir, model, cache, zero_shot=True)
+    rows = {"candidate": _finite(result.metrics), "zero-shot": _finite(zero.metrics)}
+    if queries_of(zero) != queries_of(result):  # never a row on other queries
+        rows.pop("zero-shot")
+    meta = {**binding(catalog_dir, encoder_dir, split, result, cfg), "rows": rows}
+    paths = write_report(result, out_dir, meta)
     with stage_run(cfg.tracking, "evaluate") as run_:
         run_.log_config(cfg, ("eval",), catalog=str(catalog_dir), encoder=str(encoder_dir), split=split,
                         index=collection or "")  # fmt: skip

@@ -18,7 +18,7 @@ from afmrl.config import Config
 from afmrl.errors import DataError
 from afmrl.models.encoders.base import Encoder
 from afmrl.tracking.runs import stage_run
-from afmrl.training.hf import StageRunCallback, lora_config, save_extractor
+from afmrl.training.hf import ConsoleProgressCallback, StageRunCallback, lora_config, save_extractor
 from afmrl.training.rar import RARResult, build_reward_setup, grpo_config, lora_snapshot, prompt_rows
 from afmrl.training.rewards import RewardStats
 
@@ -66,10 +66,10 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, encoder: s
         callback = StageRunCallback(run_, extras=stats.pop_means)
         trainer = GRPOTrainer(
             model=loaded.model, reward_funcs=[retrieval, fmt], args=args, train_dataset=dataset,
-            processing_class=loaded.processor, callbacks=[callback],
+            processing_class=loaded.processor, callbacks=[callback, ConsoleProgressCallback("rar")],
             peft_config=lora_config(r.lora_r, r.lora_alpha, r.lora_dropout, r.target_modules),
         )  # fmt: skip
-        trainer.remove_callback(PrinterCallback)  # metrics go to MLflow, not stdout
+        trainer.remove_callback(PrinterCallback)  # metrics go to MLflow; one line per log on stderr (ours)
         before = lora_snapshot(trainer.model)
         t0 = time.perf_counter()
         result = trainer.train()

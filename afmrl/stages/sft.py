@@ -17,7 +17,13 @@ from afmrl.catalog.io import read_catalog
 from afmrl.config import Config
 from afmrl.errors import DataError
 from afmrl.tracking.runs import stage_run
-from afmrl.training.hf import StageRunCallback, lora_config, save_extractor, wants_lora
+from afmrl.training.hf import (
+    ConsoleProgressCallback,
+    StageRunCallback,
+    lora_config,
+    save_extractor,
+    wants_lora,
+)
 from afmrl.training.sft import SFTResult, sft_config, sft_rows
 
 
@@ -55,8 +61,8 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, out_dir: s
                         lora=use_lora, keys=keys, with_images=bool(with_images))  # fmt: skip
         callback = StageRunCallback(run_)
         trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=dataset, processing_class=loaded.processor,
-                             peft_config=peft, callbacks=[callback])  # fmt: skip
-        trainer.remove_callback(PrinterCallback)  # metrics go to MLflow, not stdout
+                             peft_config=peft, callbacks=[callback, ConsoleProgressCallback("sft")])  # fmt: skip
+        trainer.remove_callback(PrinterCallback)  # metrics go to MLflow; one line per log on stderr (ours)
         t0 = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - t0

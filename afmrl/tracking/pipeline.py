@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,9 +57,34 @@ def start_pipeline_run(cfg: Config, name: str = "pipeline", catalog: str | Path 
     return run.info.run_id
 
 
-def end_pipeline_run(cfg: TrackingConfig, run_id: str, status: str | None = None) -> dict[str, Any]:
-    """Close the parent run: FAILED if ``status`` says so or any child stage failed, else FINISHED.
-    Returns ``{"run_id", "status", "stages": {name: status}}`` (also the tag ``afmrl.stages``)."""
+def pipeline_metrics(report: str | Path | None, decision: str | Path | None,
+                     gate: Iterable[str] = ()) -> dict[str, float]:  # fmt: skip
+    """The figures a pipeline ends on, for its parent run: the gate metrics (``gate``, names of
+    ``registry.gate``) from the evaluation report and ``promoted`` (0/1) from the decision, each where its
+    file exists (a pipeline stopped early has neither). MLflow metric names have ``_at_`` for ``@``."""
+    import json
+    import math
+
+    figures: dict[str, float] = {}
+    if report is not None and Path(report).is_file():
+        metrics = json.loads(Path(report).read_text()).get("metrics") or {}
+        for name in gate:
+            value = metrics.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                figures[name.replace("@", "_at_")] = float(value)
+    if decision is not None and Path(decision).is_file():
+        doc = json.loads(Path(decision).read_text())
+        if "promoted" in doc:
+            figures["promoted"] = float(bool(doc["promoted"]))
+    return figures
+
+
+def end_pipeline_run(cfg: TrackingConfig, run_id: str, status: str | None = None,
+                     metrics: Mapping[str, float] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Close the parent run: FAILED if ``status`` says so or any child stage failed, else FINISHED; log
+    ``metrics`` (:func:`pipeline_metrics`) to it first. Returns ``{"run_id", "status", "stages": {name:
+    status}}`` (also the tag ``afmrl.stages``) and ``"metrics"`` when some were logged."""
+    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     uri, _ = connect(cfg)
@@ -70,8 +95,11 @@ def end_pipeline_run(cfg: TrackingConfig, run_id: str, status: str | None = None
     stages = {c.info.run_name or c.info.run_id: c.info.status for c in children}
     final = (status or ("FAILED" if any(s in ("FAILED", "KILLED") for s in stages.values()) else "FINISHED")).upper()
     client.set_tag(run_id, "afmrl.stages", scrub(", ".join(f"{k}:{v}" for k, v in stages.items()))[:_MAX_TAG])
-    client.set_terminated(run_id, status=final, end_time=int(time.time() * 1000))
-    return {"run_id": run_id, "status": final, "stages": stages}
+    now = int(time.time() * 1000)
+    if metrics:
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    client.set_terminated(run_id, status=final, end_time=now)
+    return {"run_id": run_id, "status": final, "stages": stages, **({"metrics": dict(metrics)} if metrics else {})}
 
 
 @contextmanager

@@ -37,6 +37,30 @@ class StageRunCallback(TrainerCallback):
         self.history.append({"step": int(state.global_step), **logged})
 
 
+class ConsoleProgressCallback(TrainerCallback):
+    """One line per trainer log on afmrl's console (stderr): ``sft step 3/10  loss 1.2345`` (RAR: the reward
+    too), so a long SFT or RAR run shows how far it is; ``AFMRL_PROGRESS=off`` silences it."""
+
+    SHOWN = ("loss", "reward", "reward_std", "kl", "learning_rate")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lines: list[str] = []
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        from afmrl.progress import console, progress_enabled
+
+        logs = logs or {}
+        figures = [f"{k} {logs[k]:.4g}" for k in self.SHOWN if isinstance(logs.get(k), int | float)]
+        if not figures:
+            return
+        total = int(state.max_steps or 0)
+        line = f"{self.name} step {int(state.global_step)}" + (f"/{total}" if total > 0 else "") + "  " + "  ".join(figures)
+        self.lines.append(line)
+        if progress_enabled():
+            console.print(line, highlight=False, soft_wrap=True)
+
+
 def is_tiny(model_path: str | Path) -> bool:
     """A folder built by :mod:`afmrl.models.tiny` (or trained from one): full fine-tuning is cheap."""
     return (Path(str(model_path)) / BUILD_INFO).is_file()

@@ -62,3 +62,8 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     metrics = _dvc(work, "metrics", "show")
     assert "fail_share" in metrics and "listing_R@1" in metrics
+    for stage in yaml.safe_load((work / "dvc.yaml").read_text())["stages"].values():  # headline figures only
+        for entry in stage.get("metrics", []):
+            path = next(iter(entry)) if isinstance(entry, dict) else entry
+            figures = json.loads((work / path).read_text())
+            assert len([v for v in figures.values() if isinstance(v, int | float)]) <= 10, (path, figures)

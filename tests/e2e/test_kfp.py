@@ -56,7 +56,7 @@ def test_pipeline_runs_locally_with_real_mlflow_and_milvus_lite(tmp_path, monkey
         "train.steps=20", "train.batch_size=8", f"tracking.uri={uri}", f"index.uri={tmp_path / 'milvus.db'}",
         "sft.trl.max_steps=2", "sft.max_listings=8", "rar.trl.max_steps=1", "rar.max_prompts=4", "rar.gallery_size=16",
         "rar.trl.num_generations=2", "rar.trl.per_device_train_batch_size=2", "registry.gate.listing_R@1.floor=0.0",
-        "registry.gate.listing_mAP@10.floor=0.0",
+        "registry.gate.listing_mAP@10.floor=0.0", "registry.gate_min_queries=1",  # a 54-listing catalogue
     ]  # fmt: skip
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     afmrl_pipeline(params_yaml=yaml.safe_dump(Config().to_dict()), overrides=overrides)

@@ -57,11 +57,27 @@ def tiny_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def write_report(path: Path, **metrics: float) -> Path:
-    """An evaluation report as afmrl/retrieval/report.py writes it (``R1`` -> ``listing_R@1``)."""
+def write_report(path: Path, encoder: Path | None = None, catalog: Path | None = None,
+                 per_query: dict[str, list[float]] | None = None, n_queries: int = 250, **metrics: float) -> Path:
+    """An evaluation report as afmrl/stages/evaluate.py writes it (``R1`` -> ``listing_R@1``), bound to
+    ``encoder`` (its content digest) and, when given, to ``catalog``; ``per_query``: gate metric -> values
+    (their count is the query count, and their means the metrics unless given)."""
+    from afmrl.digest import content_hash
+    from afmrl.models.encoders.ref import fingerprint
+    from afmrl.tracking.datasets import catalog_digest
+
     names = {"R1": "listing_R@1", "mAP10": "listing_mAP@10"}
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"metrics": {names.get(k, k): v for k, v in metrics.items()}, "per_category": {}, "counts": {},
-           "catalog": "data/validated", "encoder": "outputs/train/encoder", "split": "test"}  # fmt: skip
+    values = dict(per_query or {})
+    figures = {names.get(k, k): v for k, v in metrics.items()}
+    for name, vals in values.items():
+        figures.setdefault(name, sum(vals) / len(vals))
+        n_queries = len(vals)
+    ids = [f"q{i}" for i in range(n_queries)]
+    doc = {"metrics": figures, "per_category": {}, "counts": {}, "split": "test", "encoder": str(encoder),
+           "candidate": {"path": str(encoder), "digest": fingerprint(encoder) if encoder is not None else ""},
+           "catalog": {"path": str(catalog or "data/validated"), "digest": catalog_digest(catalog) if catalog else ""},
+           "queries": {"n": n_queries, "digest": content_hash(sorted(ids))},
+           "per_query": {"query_ids": {"listing": ids}, "values": values}}  # fmt: skip
     path.write_text(json.dumps(doc))
     return path

@@ -38,7 +38,8 @@ def test_pipeline_run_and_champion_in_a_fresh_process(store_cfg, tiny_catalog, t
     cfg = load_config(None, [
         f"tracking.uri={uri}", "encoder.dim=32", "encoder.hidden=64", "encoder.image_size=64",
         "train.steps=3", "train.batch_size=8", "train.warmup_steps=1", "train.log_every=1",
-        "registry.gate.listing_R@1.floor=0", "registry.gate.listing_mAP@10.floor=0"])  # fmt: skip
+        "registry.gate.listing_R@1.floor=0", "registry.gate.listing_mAP@10.floor=0",
+        "registry.gate_min_queries=1"])  # fmt: skip
     cache = tmp_path / "cache"
     with pipeline_run(cfg, catalog=tiny_catalog) as parent_id:
         trained = train.run(cfg, tiny_catalog, tmp_path / "train", cache_dir=cache)

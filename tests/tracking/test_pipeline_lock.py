@@ -88,7 +88,7 @@ def test_second_pipeline_stops_while_the_first_holds_the_stores(store_cfg, encod
     db = tmp_path / "milvus.db"
     first_pipelines_index(db)
     sets = overrides(store_cfg, db)
-    report = write_report(tmp_path / "report.json", R1=0.9, mAP10=0.9)
+    report = write_report(tmp_path / "report.json", encoder_dir, R1=0.9, mAP10=0.9)
     promote_args = ("promote", "--encoder", str(encoder_dir), "--report", str(report), "--out")
     holder, first_run = start_holder(tmp_path, sets, *promote_args, str(tmp_path / "first-promote"))
     try:
