@@ -1,12 +1,13 @@
 """The ``afmrl`` command line: one sub-command per stage, each a few lines calling the library.
 
-Global options come first: ``afmrl --params params.yaml --set synth.seed=3 data synth --out DIR``.
+Global options come first: ``afmrl --params params.yaml --set data.format=wdc-products data ingest --out DIR``.
 Errors in input data or configuration print one line naming the file, record and field, and exit 2.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -21,6 +22,8 @@ from afmrl.commands import registry as registry_commands
 from afmrl.commands import train as train_commands
 from afmrl.commands.common import cfg_of as _cfg
 from afmrl.commands.common import guarded, root
+from afmrl.commands.dedup import dedup_cmd
+from afmrl.commands.serve import serve_cmd
 from afmrl.commands.trigger import trigger_cmd
 from afmrl.progress import console
 
@@ -33,6 +36,7 @@ data_app.add_typer(import_app, name="import")
 app.add_typer(config_app, name="config")
 app.callback()(root)
 app.command("train")(train_commands.train_cmd)
+app.command("select")(train_commands.select_cmd)
 app.command("evaluate")(train_commands.evaluate_cmd)
 app.command("trigger")(trigger_cmd)
 app.add_typer(attributes_commands.app, name="attributes")
@@ -43,6 +47,8 @@ app.command("register-extractor")(registry_commands.register_extractor_cmd)
 app.add_typer(registry_commands.run_app, name="run")
 app.add_typer(index_commands.app, name="index")
 app.command("search")(index_commands.search_cmd)
+app.command("serve")(serve_cmd)
+app.command("dedup")(dedup_cmd)
 
 
 @config_app.command("show")
@@ -52,17 +58,36 @@ def config_show(ctx: typer.Context) -> None:
     sys.stdout.write(json.dumps(_cfg(ctx).to_dict(), indent=2) + "\n")
 
 
+@data_app.command("ingest")
+@guarded
+def data_ingest(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="catalogue folder to write")] = Path("data/catalogue"),
+) -> None:
+    """The pipeline's input catalogue from data.format / data.path / data.columns (the ingest stage)."""
+    from afmrl.stages import ingest
+
+    r = ingest.run(_cfg(ctx), out)
+    sizes = ", ".join(f"{k} {v}" for k, v in r.splits.items())
+    console.print(f"catalogue {r.name} ({r.format}): {r.listings_path} ({r.listings} listings, {r.products} products; "
+                  f"{sizes}; digest {r.digest[:12]})")  # fmt: skip
+
+
 @data_app.command("synth")
 @guarded
 def data_synth(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="catalogue folder to write")] = Path("data/synthetic"),
 ) -> None:
-    """Write the deterministic synthetic catalogue (params: synth.*, splits.*)."""
-    from afmrl.stages import synth
+    """Write the deterministic synthetic catalogue (params: synth.*, splits.*); a tool (the stage is ingest)."""
+    import pandas as pd
 
-    result = synth.run(_cfg(ctx), out)
-    console.print(f"synthetic catalogue: {result.listings_path} ({result.listings} listings, {result.products} products)")
+    from afmrl.catalog.synth import generate
+
+    cfg = _cfg(ctx)
+    path = generate(cfg.synth, cfg.splits, out)
+    n = len(pd.read_parquet(path, columns=["listing_id"]))
+    console.print(f"synthetic catalogue: {path} ({n} listings)")
 
 
 @import_app.command("grocery-store")
@@ -94,12 +119,12 @@ def import_wdc(
 @guarded
 def import_offers_cmd(
     ctx: typer.Context,
-    src: Annotated[Path, typer.Argument(help="any CSV with a header")],
-    columns: Annotated[str, typer.Option(help="mapping, e.g. id=offer_id,title=name,product=cluster,brand=brand")],
+    src: Annotated[str, typer.Argument(help="any CSV with a header (a path or an fsspec URI)")],
+    columns: Annotated[str, typer.Option(help="mapping, e.g. id=offer_id,title=name,product=cluster,image=photo")],
     out: Annotated[Path, typer.Option(help="catalogue folder to write")] = Path("data/offers"),
     source: Annotated[str | None, typer.Option(help="source name (default: the file name)")] = None,
 ) -> None:
-    """Import a generic offers CSV (text-only listings) with a column mapping."""
+    """Import a generic offers CSV with a column mapping (image=<column>: images copied into the catalogue)."""
     from afmrl.catalog.importers import import_offers, parse_column_mapping
 
     path = import_offers(src, out, parse_column_mapping(columns), _cfg(ctx).splits, source=source)
@@ -165,6 +190,8 @@ def quiet_third_party_warnings() -> None:
         warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY_WARNING_MODULES)
     for message in QUIET_MESSAGES:
         warnings.filterwarnings("ignore", message=message)
+    # transformers' "Loading weights" bar (read when transformers is imported): one more line per model load
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main() -> None:

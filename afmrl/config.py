@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -50,6 +51,93 @@ class SynthConfig(Section):
     image_size: int = Field(160, ge=48, le=1024)
     currencies: list[str] = ["USD", "EUR", "GBP"]
     provided_attribute_rate: float = Field(0.5, ge=0.0, le=1.0, description="chance a seller states an attribute")
+
+
+DATA_FORMATS = ("synthetic", "catalogue", "grocery-store", "wdc-products", "offers")
+COLUMN_KEYS = ("id", "title", "product", "category", "brand", "description", "price", "currency", "image")
+
+
+def _as_text(value: Any) -> Any:
+    """DVC writes ``-S`` values back unquoted: a column named ``2024`` or a path ``1`` comes back a number."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+class ColumnsConfig(Section):
+    """The offers importer's column mapping (``data.format: offers``): catalogue field -> CSV column.
+
+    Every key is present (null: not mapped) so that ``dvc exp run -S data.columns.id=sku`` can set it;
+    ``attr`` maps extra provided attributes (``-S +data.columns.attr.size=size``)."""
+
+    id: str | None = Field(None, description="offer id column; null: <file name>-<line>")
+    title: str | None = Field(None, description="title column (required for offers)")
+    product: str | None = Field(None, description="identical-product group (e.g. cluster id); null: unlabeled")
+    category: str | None = None
+    brand: str | None = Field(None, description="becomes a provided attribute")
+    description: str | None = None
+    price: str | None = None
+    currency: str | None = None
+    image: str | None = Field(None, description="image path (relative to the CSV, absolute, or an fsspec URI)")
+    attr: dict[str, str] = Field(default_factory=dict, description="attribute name -> column")
+
+    @field_validator(*COLUMN_KEYS, mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        value = _as_text(value)
+        return None if value == "" else value
+
+    @field_validator("attr", mode="before")
+    @classmethod
+    def _attr(cls, value: Any) -> Any:
+        if value is None:  # `attr:` with nothing under it, as DVC writes an emptied mapping
+            return {}
+        if isinstance(value, dict):
+            return {str(k): _as_text(v) for k, v in value.items()}
+        return value
+
+    def mapping(self) -> dict[str, str]:
+        """The importer's mapping: the set keys, ``attr.<name>`` for the attributes."""
+        out = {k: v for k in COLUMN_KEYS if (v := getattr(self, k)) is not None}
+        out.update({f"attr.{name}": column for name, column in self.attr.items()})
+        return out
+
+
+class DataConfig(Section):
+    """The pipeline's input catalogue (the ``ingest`` stage): its format and where it is."""
+
+    format: Literal["synthetic", "catalogue", "grocery-store", "wdc-products", "offers"] = Field(
+        "synthetic", description="synthetic (synth.*) | catalogue (canonical folder) | grocery-store | wdc-products | "
+        "offers (a CSV with data.columns)"
+    )  # fmt: skip
+    path: str = Field("data/sources", description="folder or file; any fsspec URI (s3://, gs://, ...); synthetic: unused")
+    columns: ColumnsConfig = Field(ColumnsConfig(), validate_default=True, description="offers: column mapping")
+    max_products: int | None = Field(None, ge=1, description="smoke runs: keep the listings of this many products")
+
+    @field_validator("format", "path", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return _as_text(value)
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _known_format(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in DATA_FORMATS:
+            raise PydanticCustomError("data_format", "unknown format {value}; use one of {formats}",
+                                      {"value": repr(value), "formats": ", ".join(DATA_FORMATS)})  # fmt: skip
+        return value
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_given(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError("a folder, file or URI is needed (synthetic ignores it: keep data/sources)")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _offers_title(cls, columns: ColumnsConfig, info: ValidationInfo) -> ColumnsConfig:
+        if info.data.get("format") == "offers" and columns.title is None:
+            raise ValueError("data.format offers needs data.columns.title (the CSV's title column)")
+        return columns
 
 
 class SplitConfig(Section):
@@ -102,7 +190,7 @@ class TrainConfig(Section):
     mode: Literal["frozen", "full"] = Field("frozen", description="frozen: cached backbone features, heads only")
     pairing: Literal["auto", "image_text", "title_description", "same_product"] = "auto"
     steps: int = Field(300, ge=1)
-    batch_size: int = Field(64, ge=2)
+    batch_size: int = Field(64, ge=2, description="the global batch (each of N processes takes batch_size / N)")
     lr: float = Field(1e-3, gt=0)
     backbone_lr: float = Field(1e-5, gt=0, description="learning rate of the towers in full mode")
     weight_decay: float = Field(0.01, ge=0)
@@ -125,6 +213,8 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(100, ge=1)
     log_every: int = Field(10, ge=1)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mini_batch_size: int | None = Field(None, ge=1, description="GradCache: embed the batch this many rows at a "
+                                        "time (same gradients, less memory); null: no caching")  # fmt: skip
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
@@ -164,6 +254,12 @@ class IndexConfig(Section):
     splits: list[str] = Field(default_factory=list, description="listings to index; empty: every listing")
     prune: bool = Field(True, description="delete indexed listings that are no longer in the catalogue")
     top_k: int = Field(10, ge=1, le=16384)
+    workers: int = Field(1, ge=1, le=256, description="local embedding processes (listings sharded by id)")
+    keep: int = Field(2, ge=1, description="collections kept per prefix after a swap (the serving one and the "
+                                           "previous one for `afmrl index rollback`); older ones are dropped")
+    check_sample: int = Field(50, ge=1, description="before a swap: queries sampled from the collection")
+    check_min_recall: float = Field(0.9, ge=0, le=1, description="before a swap: recall@10 of the sample through "
+                                                                 "the index against exact search, at least this")
 
     def resolved_uri(self) -> str:
         return self.uri or os.environ.get("MILVUS_URI") or "outputs/milvus.db"
@@ -269,7 +365,8 @@ class AttributesConfig(Section):
 class MLLMConfig(Section):
     """The attribute-extraction MLLM: a folder or hub id, image caps and generation settings."""
 
-    model: str = Field("outputs/models/tiny-vlm", description="folder or id (Qwen2-VL family or a text causal LM)")
+    model: str = Field("tiny", description="tiny: the pipeline builds the tiny offline model (outputs/models/tiny-vlm); "
+                       "else a folder or hub id (Qwen2-VL family or a text causal LM) that SFT and RAR start from")
     min_pixels: int = Field(56 * 56, ge=28 * 28, description="image processor lower pixel cap")
     max_pixels: int = Field(64 * 64, ge=28 * 28, description="image processor upper pixel cap (vision tokens)")
     use_images: bool = Field(True, description="false: text-only prompts even for listings with an image")
@@ -383,9 +480,69 @@ class RARConfig(Section):
         return args
 
 
+class LoopConfig(Section):
+    """The AFMRL loop (paper, section 3): round 1 trains the encoder on ``attributes.backend``'s attributes
+    and reinforces the extractor with it (RAR); round 2 re-extracts with the reinforced extractor and
+    retrains. The candidate is the round with the better primary metric on ``select_split``."""
+
+    rounds: int = Field(2, ge=1, le=2)  # 1: round 2's stages write a "skipped" marker and nothing else
+    select_split: str = "val"
+
+
+class ServeConfig(Section):
+    """The search service (``afmrl serve``): where it listens, which encoder it follows, request limits.
+
+    ``encoder`` null: ``models:/<registry.encoder_name>@<registry.champion_alias>``, followed every
+    ``follow_interval_s`` seconds (0: never) without a restart; a folder pins one encoder."""
+
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
+    port: int = Field(8000, ge=0, le=65535, description="0: any free port (printed at start)")
+    encoder: str | None = Field(None, description="null: the registry's champion (followed); or a folder / models:/ URI")
+    follow_interval_s: float = Field(10.0, ge=0, description="seconds between checks of the champion / alias; 0: off")
+    top_k: int = Field(10, ge=1, le=100, description="candidates per query unless the request asks (k <= max_top_k)")
+    max_top_k: int = Field(100, ge=1, le=1000)
+    max_upload_mb: float = Field(10.0, gt=0, description="largest request body (photo upload) in MiB: 413 above")
+    max_query_chars: int = Field(2000, ge=1, description="longest text query")
+    consistency_level: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
+        "Eventually", description="Milvus read consistency of searches (the served collection is complete, not written)"
+    )
+    catalog: str | None = Field(None, description="catalogue folder for listing images; null: the one the index recorded")
+    dedup: str | None = Field("outputs/dedup", description="the dedup stage's output (folder or Parquet) for the review "
+                              "page; absent or null: the page says so")
+    torch_threads: int | None = Field(1, ge=1, description="intra-op threads for query encoding; null: torch's default")
+    blas_threads: int | None = Field(1, ge=1, description="numpy's BLAS threads (Milvus Lite's scan); null: all cores")
+
+
+class DedupConfig(Section):
+    """De-duplication (``afmrl dedup``): candidate pairs from index neighbours, a classifier on pair features
+    fit on labelled pairs, a threshold calibrated to a target precision, groups and a review queue."""
+
+    target_precision: float = Field(0.95, gt=0, le=1, description="precision the threshold is calibrated to")
+    threshold_rule: Literal["precision", "f1"] = Field(
+        "precision", description="precision: lowest threshold reaching target_precision; f1: the best F1"
+    )
+    top_k: int = Field(10, ge=1, le=1000, description="index neighbours per listing that become candidate pairs")
+    review_margin: float = Field(0.15, ge=0, le=1, description="review pairs scoring this far below the threshold")
+    grouping: Literal["average", "scored_average", "components"] = Field(
+        "average", description="average: the mean score over all pairs between two groups (unscored: 0) must reach "
+        "the threshold; scored_average: over the scored pairs; components: chains"
+    )
+    prior_shift: bool = Field(True, description="calibrate at the share of matches estimated (EM) among the pairs "
+                                                "being decided, not the labelled pairs' share")
+    label_splits: list[str] = Field(["train", "val"], description="splits whose product ids label the pairs")
+    max_positives_per_product: int = Field(20, ge=0, description="same-product pairs added per product")
+    folds: int = Field(5, ge=2, description="cross-validation folds for the out-of-fold calibration scores")
+    max_iter: int = Field(300, ge=1, description="boosting rounds of the pair classifier")
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    max_tokens: int = Field(48, ge=8, description="MiniLM text truncation for the pretrained text embeddings")
+    seed: int = 0
+    uri: str | None = Field(None, description="Milvus for the neighbour search; null: Milvus Lite in a temp folder")
+
+
 class Config(Section):
     """The whole configuration tree (the layout of params.yaml)."""
 
+    data: DataConfig = DataConfig()
     synth: SynthConfig = SynthConfig()
     splits: SplitConfig = SplitConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
@@ -401,6 +558,9 @@ class Config(Section):
     tiny: TinyConfig = TinyConfig()
     sft: SFTConfig = SFTConfig()
     rar: RARConfig = RARConfig()
+    loop: LoopConfig = LoopConfig()
+    serve: ServeConfig = ServeConfig()
+    dedup: DedupConfig = DedupConfig()
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

@@ -14,6 +14,16 @@ For each size N (dimension ``index.dim`` default: ``encoder.dim`` from params.ya
   queries, batched QPS (all queries, ``--query-batch`` per call), a category-filtered p50, recall@10
   against numpy and against faiss, peak RSS of the process that embeds Milvus Lite, disk size;
 - faiss IndexFlatIP: add throughput, the same latency/QPS figures and recall against numpy.
+With ``--incremental FRACTION`` (e.g. ``--sizes 100000 --incremental 0.01``) it measures the index
+stage's incremental re-index instead, with the real encoder (pretrained MiniLM text tower, seeded heads)
+on real text: the synthetic catalogue's listings, text-only, replicated to N (each copy a distinct
+model code); a full build (embed, upsert, index every listing), then FRACTION of the listings change
+(half edited, a quarter added, a quarter removed) and the same stage brings the collection up to date;
+then a fresh build of the changed catalogue into another collection. The JSON holds
+``incremental_ratio`` (incremental wall seconds / full wall seconds), ``matches_fresh_build`` (same ids,
+vectors within 1e-4; above 20,000 listings by default the fresh build covers the edited and added
+listings plus 1,000 others, ``--fresh full`` for all) and what each run embedded and deleted;
+``--workers`` sets ``index.workers``.
 Every engine runs in its own process so each peak RSS (ru_maxrss) is its own. A watchdog stops a phase
 whose RSS passes ``--max-rss-gib`` (the result says so). Timings are wall-clock on whatever machine
 runs it; the JSON records the platform, CPU count and versions. A Markdown table is printed and
@@ -285,6 +295,135 @@ def markdown(results: list[dict], dim: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------------------- incremental re-index
+def text_catalogue(n: int, out: Path, seed: int) -> Path:
+    """N text-only listings made from the synthetic catalogue's real listing texts (copy j of a listing
+    gets the model code ``M<j>`` in its title and its own ids), written as a catalogue folder."""
+    import pandas as pd
+
+    from afmrl.catalog import read_catalog, write_catalog
+    from afmrl.catalog.synth import generate
+    from afmrl.config import load_config
+
+    cfg = load_config(None, [f"synth.seed={seed}", "synth.n_base_products=40", "synth.image_size=48"])
+    base_dir = out / "synth"
+    generate(cfg.synth, cfg.splits, base_dir)
+    base = read_catalog(base_dir).listings.assign(image=None)
+    copies = (n + len(base) - 1) // len(base)
+    parts = []
+    for j in range(copies):
+        part = base.copy()
+        part["listing_id"] = part["listing_id"] + f"-c{j}"
+        part["product_id"] = part["product_id"] + f"-c{j}"
+        part["title"] = part["title"] + f" M{j:05d}"
+        parts.append(part)
+    listings = pd.concat(parts, ignore_index=True).iloc[:n].reset_index(drop=True)
+    write_catalog(listings, out / "full", image_root=out / "full")
+    return out / "full"
+
+
+def change_catalogue(src: Path, out: Path, fraction: float, seed: int) -> dict[str, int]:
+    """``fraction`` of the listings change: half edited (title and price), a quarter removed, a quarter
+    added (new ids, new texts)."""
+    import pandas as pd
+
+    from afmrl.catalog import read_catalog, write_catalog
+
+    df = read_catalog(src).listings
+    rng = np.random.default_rng([seed, 5])
+    n_change = max(4, round(len(df) * fraction))
+    n_edit, n_remove = n_change // 2, n_change // 4
+    n_add = n_change - n_edit - n_remove
+    picked = rng.choice(len(df), n_edit + n_remove, replace=False)
+    edit, remove = picked[:n_edit], picked[n_edit:]
+    df = df.copy()
+    df.loc[edit, "title"] = df.loc[edit, "title"] + " (new edition)"
+    df.loc[edit, "price"] = df.loc[edit, "price"].fillna(10.0) + 1.0
+    added = df.iloc[rng.choice(len(df), n_add, replace=False)].copy()
+    added["listing_id"] = [f"new-{i:06d}" for i in range(n_add)]
+    added["title"] = added["title"] + " bundle"
+    df = pd.concat([df.drop(index=remove), added], ignore_index=True)
+    write_catalog(df, out, image_root=out)
+    return {"edited": int(n_edit), "removed": int(n_remove), "added": int(n_add), "listings": len(df)}
+
+
+def fresh_sample(changed: Path, out: Path, seed: int, n_unchanged: int = 1000) -> Path:
+    """The changed catalogue's edited and added listings plus ``n_unchanged`` others (a fresh build of this
+    sub-catalogue gives the vectors a fresh build of the whole would give them)."""
+    from afmrl.catalog import read_catalog, write_catalog
+
+    df = read_catalog(changed).listings
+    touched = df["listing_id"].str.startswith("new-") | df["title"].str.endswith("(new edition)")
+    rest = df.index[~touched].to_numpy()
+    pick = np.random.default_rng([seed, 6]).choice(rest, min(n_unchanged, len(rest)), replace=False)
+    write_catalog(df[touched | df.index.isin(pick)].reset_index(drop=True), out, image_root=out)
+    return out
+
+
+def collection_vectors(ix, name: str) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for page in ix.iter_fields(name, ("vector",), batch_size=5000):
+        for r in page:
+            out[r["listing_id"]] = np.asarray(r["vector"], dtype=np.float32)
+    return out
+
+
+def incremental_benchmark(a: argparse.Namespace, size: int, work: Path) -> dict:
+    import torch
+
+    from afmrl.config import EncoderConfig, load_config
+    from afmrl.models.encoders.dual import DualEncoder
+    from afmrl.retrieval.milvus import MilvusIndex
+    from afmrl.stages import index as index_stage
+
+    load_before = os.getloadavg()
+    t = time.perf_counter()
+    full_cat = text_catalogue(size, work, a.seed)
+    changes = change_catalogue(full_cat, work / "changed", a.incremental, a.seed)
+    catalogue_s = time.perf_counter() - t
+    torch.manual_seed(a.seed)
+    encoder = DualEncoder(EncoderConfig(dim=a.dim, attributes_source="provided")).save_pretrained(work / "encoder")  # pretrained towers, seeded heads
+    db = work / "index.db"
+    sets = ["tracking.enabled=false", f"index.uri={db}", f"index.workers={a.workers}", "encoder.attributes_source=provided"]
+    cfg = load_config(None, sets)
+    runs = {}
+    fresh_mode = a.fresh or ("full" if size <= 20_000 else "sample")
+    fresh_cat = work / "changed" if fresh_mode == "full" else fresh_sample(work / "changed", work / "fresh-sample", a.seed)
+    for label, catalogue, extra in (("full", full_cat, []), ("incremental", work / "changed", []),
+                                    ("fresh", fresh_cat, ["index.version=fresh"])):  # fmt: skip
+        c = load_config(None, [*sets, *extra]) if extra else cfg
+        t = time.perf_counter()
+        r = index_stage.run(c, catalogue, encoder, work / f"out-{label}")
+        wall = time.perf_counter() - t
+        runs[label] = {"wall_s": round(wall, 2), "stage_s": r.seconds, "plan_s": r.details.get("plan_seconds"),
+                       "embedded": r.embedded, "added": r.added, "changed": r.changed, "unchanged": r.unchanged,
+                       "deleted": r.deleted, "count": r.count, "collection": r.collection, "workers": r.workers}  # fmt: skip
+        print(f"  {label:11s} n={size:,}: {json.dumps(runs[label])}", flush=True)
+    with MilvusIndex(str(db)) as ix:
+        inc = collection_vectors(ix, runs["incremental"]["collection"])
+        fresh = collection_vectors(ix, runs["fresh"]["collection"])
+    from afmrl.catalog import read_catalog
+
+    changed_ids = set(read_catalog(work / "changed").listings["listing_id"])
+    # a fresh build holds exactly the catalogue's ids (its count check); "sample": the fresh build covers every
+    # edited and added listing plus a sample of the unchanged ones, and their vectors are compared
+    same_ids = set(inc) == changed_ids and set(fresh) <= changed_ids
+    if fresh_mode == "full":
+        same_ids = same_ids and set(fresh) == changed_ids
+    max_diff = max((float(np.abs(inc[k] - fresh[k]).max()) for k in fresh if k in inc), default=float("inf"))
+    inc_run = runs["incremental"]
+    expected = {"embedded": changes["edited"] + changes["added"], "deleted": changes["removed"]}
+    return {
+        "size": size, "fraction": a.incremental, "changes": changes, "runs": runs,
+        "incremental_ratio": round(inc_run["wall_s"] / runs["full"]["wall_s"], 4),
+        "matches_fresh_build": bool(same_ids and max_diff <= 1e-4), "max_vector_abs_diff": max_diff,
+        "embedded_only_the_changes": inc_run["embedded"] == expected["embedded"] and inc_run["deleted"] == expected["deleted"],
+        "fresh_build": fresh_mode, "fresh_compared": len(fresh), "expected": expected, "full_listings_per_s": round(size / runs["full"]["wall_s"], 1),
+        "catalogue_s": round(catalogue_s, 1), "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()], "torch_threads": torch.get_num_threads(),
+    }  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -297,8 +436,15 @@ def main() -> None:
     ap.add_argument("--uri", default=None, help="Milvus server URI (token: MILVUS_TOKEN); default: Lite in a temp dir")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-rss-gib", type=float, default=8.0, help="stop a phase above this RSS")
-    ap.add_argument("--out", type=Path, default=Path("outputs/bench/index.json"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: outputs/bench/index.json (--incremental: outputs/bench/index-incremental.json)")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--incremental", type=float, default=None,
+                    help="measure the incremental re-index at this change fraction (e.g. 0.01) instead of the engines")
+    ap.add_argument("--fresh", choices=["full", "sample"], default=None,
+                    help="--incremental: the fresh build to compare with: the whole changed catalogue, or its "
+                         "edited/added listings plus 1,000 others (default: full up to 20,000 listings)")
+    ap.add_argument("--workers", type=int, default=1, help="--incremental: index.workers (local embedding processes)")
     # internal: one phase in its own process
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -314,6 +460,11 @@ def main() -> None:
         res = PHASES[a.phase](a)
         a.phase_out.write_text(json.dumps(res))
         return
+
+    if a.incremental is not None:
+        a.out = a.out or Path("outputs/bench/index-incremental.json")
+        return main_incremental(a)
+    a.out = a.out or Path("outputs/bench/index.json")
 
     import faiss
 
@@ -358,6 +509,35 @@ def main() -> None:
     a.out.with_suffix(".md").write_text(md)
     print("\n" + md)
     print(f"results: {a.out} and {a.out.with_suffix('.md')}")
+
+
+def main_incremental(a: argparse.Namespace) -> None:
+    root = Path(a.workdir or tempfile.mkdtemp(prefix="afmrl-bench-incremental-"))
+    results = []
+    t = time.perf_counter()
+    try:
+        for size in a.sizes:
+            work = root / f"n{size}"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            print(f"incremental re-index n={size:,} fraction={a.incremental}", flush=True)
+            results.append(incremental_benchmark(a, size, work))
+    finally:
+        if a.workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    last = results[-1]
+    report = {"incremental_ratio": last["incremental_ratio"], "matches_fresh_build": last["matches_fresh_build"],
+              "goal": "incremental_ratio <= 0.05", "results": results, "dim": a.dim, "total_s": round(time.perf_counter() - t, 1),
+              "platform": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
+              "command": " ".join(sys.argv)}  # fmt: skip
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(report, indent=2) + "\n")
+    for r in results:
+        full, inc = r["runs"]["full"], r["runs"]["incremental"]
+        print(f"n={r['size']:,}: full {full['wall_s']} s ({r['full_listings_per_s']} listings/s), incremental "
+              f"{inc['wall_s']} s (embedded {inc['embedded']}, deleted {inc['deleted']}): ratio {r['incremental_ratio']}, "
+              f"matches fresh build: {r['matches_fresh_build']}")  # fmt: skip
+    print(f"results: {a.out}")
 
 
 def _milvus_lite_version() -> str | None:

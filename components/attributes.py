@@ -7,11 +7,13 @@ from components import COMPONENT, GPU_COMPONENT
 
 @dsl.component(**COMPONENT)
 def extract(params_yaml: str, overrides: list, catalog: dsl.Input[dsl.Dataset], attributes: dsl.Output[dsl.Dataset],
-            metrics: dsl.Output[dsl.Metrics]):  # fmt: skip
-    """Extract key attributes (afmrl attributes extract; attributes.backend: rules | mllm)."""
+            metrics: dsl.Output[dsl.Metrics], model: dsl.Input[dsl.Model] = None, round: int = 1):  # fmt: skip
+    """Extract key attributes (afmrl attributes extract; attributes.backend: rules | mllm); ``model``: an
+    extractor (round 2 of the loop: RAR's), ``round``: the loop's round (beyond loop.rounds: skipped)."""
     from afmrl.stages import run_component
 
-    run_component("extract", params_yaml, overrides, catalog.path, attributes.path, metrics=metrics)
+    run_component("extract", params_yaml, overrides, catalog.path, attributes.path, metrics=metrics,
+                  model=model.path if model is not None else None, round_=round)  # fmt: skip
 
 
 @dsl.component(**COMPONENT)

@@ -1,4 +1,4 @@
-"""Data components: synthetic catalogue and the validation gate."""
+"""Data components: the source digest, the input catalogue (ingest) and the validation gate."""
 
 from kfp import dsl
 
@@ -6,11 +6,21 @@ from components import COMPONENT
 
 
 @dsl.component(**COMPONENT)
-def synth(params_yaml: str, overrides: list, catalog: dsl.Output[dsl.Dataset], metrics: dsl.Output[dsl.Metrics]):
-    """Write the synthetic catalogue (afmrl data synth)."""
+def digest(params_yaml: str, overrides: list, data_format: str, data_path: str, data_columns: str) -> str:
+    """The content digest of the input catalogue's source (the ingest task's cache key; never cached itself)."""
+    from afmrl.stages.ingest import source_fingerprint
+
+    return source_fingerprint(params_yaml, overrides, data_format, data_path, data_columns)
+
+
+@dsl.component(**COMPONENT)
+def ingest(params_yaml: str, overrides: list, data_format: str, data_path: str, data_columns: str, source_digest: str,
+           catalog: dsl.Output[dsl.Dataset], metrics: dsl.Output[dsl.Metrics]):  # fmt: skip
+    """The input catalogue from data_format / data_path / data_columns (afmrl data ingest; empty: params.yaml's)."""
     from afmrl.stages import run_component
 
-    run_component("synth", params_yaml, overrides, catalog.path, metrics=metrics)
+    run_component("ingest", params_yaml, overrides, catalog.path, data_format=data_format, data_path=data_path,
+                  data_columns=data_columns, digest=source_digest, metrics=metrics)  # fmt: skip
 
 
 @dsl.component(**COMPONENT)

@@ -81,3 +81,23 @@ def tiny_vlm(synth_catalog, tmp_path_factory):
     from afmrl.models.tiny import build_tiny
 
     return build_tiny("vlm", tmp_path_factory.mktemp("tiny-vlm"), synth_catalog, vocab_size=512)
+
+
+# what a test's MLflow calls may leave in the process (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI for
+# subprocesses): reset after each test, so a later test's `dvc repro` or CLI subprocess never inherits a store
+LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "AFMRL_PARENT_RUN_ID", "AFMRL_PIPELINE_RUN_ID")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_stores(monkeypatch: pytest.MonkeyPatch):
+    for name in LEAKY_ENV:  # setenv first: monkeypatch then restores the variable's absence too
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    yield
+    import sys
+
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)  # the process-wide defaults back to unset
+        mlflow.set_registry_uri(None)

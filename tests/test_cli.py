@@ -20,7 +20,7 @@ def test_where_lists_outputs_and_says_what_is_missing(tmp_path, monkeypatch):
 
 def test_every_command_has_help():
     runner = CliRunner()
-    for args in (["--help"], ["data", "synth", "--help"], ["validate", "--help"], ["train", "--help"],
+    for args in (["--help"], ["data", "synth", "--help"], ["data", "ingest", "--help"], ["validate", "--help"], ["train", "--help"],
                  ["attributes", "extract", "--help"], ["models", "tiny", "--help"], ["models", "sft", "--help"],
                  ["models", "rar", "--help"], ["index", "build", "--help"], ["evaluate", "--help"],
                  ["promote", "--help"], ["index", "publish", "--help"], ["index", "info", "--help"],
@@ -103,7 +103,7 @@ def test_a_cheap_command_prints_no_future_warning(tmp_path):
     env = {**os.environ, "AFMRL_PROGRESS": "off"}
     env.pop("PYTHONWARNINGS", None)
     r = subprocess.run([sys.executable, "-m", "afmrl.cli", "--set", "synth.n_base_products=4", "--set",
-                        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "data", "synth", "--out", str(tmp_path / "cat")],
+                        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "data", "ingest", "--out", str(tmp_path / "cat")],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "FutureWarning" not in r.stderr and "DeprecationWarning" not in r.stderr, r.stderr

@@ -23,7 +23,9 @@ def test_dvc_metrics_are_the_headline_files_and_the_reports_plain_outs():
              for name, s in stages.items()}  # fmt: skip
     assert {k: v for k, v in named.items() if v} == {
         "validate": ["data/validated/metrics.json"], "extract": ["data/attributes/metrics.json"],
-        "evaluate": ["outputs/eval/metrics.json"], "promote": ["outputs/promote/metrics.json"]}  # fmt: skip
+        "extract-2": ["data/attributes-2/metrics.json"],  # round 2's attributes (the reinforced extractor's)
+        "evaluate": ["outputs/eval/metrics.json"], "promote": ["outputs/promote/metrics.json"],
+        "dedup": ["outputs/dedup/metrics.json"]}  # fmt: skip
     outs = {next(iter(o)) if isinstance(o, dict) else o for s in stages.values() for o in s.get("outs", [])}
     assert {"data/validated/report.json", "data/attributes/report.json", "outputs/eval/report.json",
             "outputs/promote/decision.json"} <= outs  # fmt: skip

@@ -7,6 +7,7 @@ import ast
 import importlib
 import inspect
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ COMPONENT_MODULES = sorted(p.stem for p in (REPO / "components").glob("*.py") if
 # (a folder, an MLflow URI or a hub id); and `afmrl promote`'s manual path (promote a version by hand)
 MODEL_REFERENCES = {"encoder", "base"}
 MANUAL_PROMOTION = {"version", "model", "reason"}
+# `--round N`: where the stage sits in the AFMRL loop's DAG (dvc.yaml's `<stage>-<N>`), not a parameter
+DAG_POSITION = {"round_"}
 
 
 def _cli_command(words: tuple[str, ...]) -> Any:
@@ -43,7 +46,7 @@ def _cli_command(words: tuple[str, ...]) -> Any:
 def _is_path(param: Any) -> bool:
     annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)  # typer >= 0.26
     if annotation is not None:
-        return annotation is Path
+        return annotation is Path or annotation == list[Path]
     return type(getattr(param, "type", None)).__name__ == "Path"  # click
 
 
@@ -53,15 +56,30 @@ def _dvc_words(cmd: str) -> list[str]:
     return words[1:]
 
 
+def _stage_of(dvc_name: str) -> str:
+    """A later round of the AFMRL loop runs a stage again as ``<stage>-<round>`` (``extract-2``)."""
+    match = re.fullmatch(r"(.+)-(\d+)", dvc_name)
+    return match.group(1) if match else dvc_name
+
+
 def test_dvc_stages_are_the_stages_in_order():
-    assert list(DVC) == list(STAGES)
+    seen = list(dict.fromkeys(_stage_of(name) for name in DVC))
+    assert seen == list(STAGES)
 
 
-@pytest.mark.parametrize("stage", list(STAGES))
-def test_dvc_command_calls_the_stage_command_with_no_overrides(stage):
-    words = _dvc_words(DVC[stage]["cmd"])
-    assert "--set" not in words and "-s" not in words, f"dvc stage {stage}: parameters come from params.yaml"
-    assert tuple(words[: len(STAGES[stage])]) == STAGES[stage], (stage, DVC[stage]["cmd"])
+@pytest.mark.parametrize("name", [n for n in DVC if _stage_of(n) != n])
+def test_a_later_round_runs_its_stage_with_its_round(name):
+    words = _dvc_words(DVC[name]["cmd"])
+    round_ = name.rsplit("-", 1)[1]
+    assert words[words.index("--round") + 1] == round_, DVC[name]["cmd"]
+
+
+@pytest.mark.parametrize("name", list(DVC))
+def test_dvc_command_calls_the_stage_command_with_no_overrides(name):
+    stage = _stage_of(name)
+    words = _dvc_words(DVC[name]["cmd"])
+    assert "--set" not in words and "-s" not in words, f"dvc stage {name}: parameters come from params.yaml"
+    assert tuple(words[: len(STAGES[stage])]) == STAGES[stage], (name, DVC[name]["cmd"])
     command = _cli_command(STAGES[stage])
     assert stage in STAGES[stage], f"the stage's name is a word of its command: {STAGES[stage]}"
     ctx = command.make_context("afmrl", words[len(STAGES[stage]) :], resilient_parsing=False)  # parses
@@ -76,12 +94,12 @@ def test_stage_command_takes_only_inputs_and_outputs(stage):
             continue
         if stage == "promote" and param.name in MANUAL_PROMOTION:
             continue
-        is_path = _is_path(param) or param.name in MODEL_REFERENCES
+        is_path = _is_path(param) or param.name in MODEL_REFERENCES | DAG_POSITION
         assert is_path, f"`afmrl {' '.join(STAGES[stage])}` option {param.name}: parameters belong in params.yaml"
 
 
 def test_renamed_commands_are_gone():
-    for old in (("train", "agcl"), ("models", "build-tiny"), ("index", "serve"), ("serve",)):
+    for old in (("train", "agcl"), ("models", "build-tiny"), ("index", "serve")):
         with pytest.raises(AssertionError):
             _cli_command(old)
 
@@ -118,11 +136,11 @@ def test_stage_module_runs_and_opens_its_mlflow_run(stage):
 
 @pytest.mark.slow
 def test_stage_runs_are_tagged_with_the_stage_name(tmp_path, monkeypatch):
-    """Where running is cheap (synth, publish without a promotion), the tag is what MLflow records."""
+    """Where running is cheap (ingest, publish without a promotion), the tag is what MLflow records."""
     from mlflow import MlflowClient
 
     from afmrl.config import load_config
-    from afmrl.stages import publish, synth
+    from afmrl.stages import ingest, publish
     from afmrl.tracking.runs import PARENT_RUN_ENV, PIPELINE_ID_ENV
 
     for var in (PARENT_RUN_ENV, PIPELINE_ID_ENV, "MLFLOW_TRACKING_URI"):
@@ -130,7 +148,7 @@ def test_stage_runs_are_tagged_with_the_stage_name(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = load_config(None, [f"tracking.uri={uri}", "synth.n_base_products=2", "synth.near_duplicates=0",
                              "synth.listings_per_product=1", "synth.image_size=48"])  # fmt: skip
-    result = synth.run(cfg, tmp_path / "synth")
+    result = ingest.run(cfg, tmp_path / "catalogue")
     assert result.listings == 2 and result.listings_path.is_file()
     (tmp_path / "decision.json").write_text(json.dumps({"promoted": False}))
     outcome = publish.run(cfg, tmp_path / "decision.json", tmp_path / "encoder", tmp_path / "publish")
@@ -138,7 +156,10 @@ def test_stage_runs_are_tagged_with_the_stage_name(tmp_path, monkeypatch):
 
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id])
-    assert sorted(r.data.tags["afmrl.stage"] for r in runs) == ["publish", "synth"]
+    assert sorted(r.data.tags["afmrl.stage"] for r in runs) == ["ingest", "publish"]
+    (ingested,) = [r for r in runs if r.data.tags["afmrl.stage"] == "ingest"]
+    assert ingested.data.tags["afmrl.data.format"] == "synthetic" and ingested.data.metrics["listings"] == 2
+    assert ingested.data.tags["afmrl.data.source_digest"] == result.source_digest
 
 
 # ---- dvc.yaml deps: every afmrl file a stage runs ----
@@ -205,9 +226,10 @@ def test_the_import_walk_follows_function_level_imports():
             "afmrl/stages/index.py", "afmrl/retrieval/index_eval.py"} <= files  # fmt: skip
 
 
-@pytest.mark.parametrize("stage", list(STAGES))
-def test_dvc_deps_cover_every_afmrl_file_the_stage_runs(stage):
-    deps = [str(d).rstrip("/") for d in DVC[stage].get("deps", [])]
+@pytest.mark.parametrize("name", list(DVC))
+def test_dvc_deps_cover_every_afmrl_file_the_stage_runs(name):
+    stage = _stage_of(name)
+    deps = [str(d).rstrip("/") for d in DVC[name].get("deps", [])]
     for dep in deps:
         if dep.startswith("afmrl"):
             assert (REPO / dep).exists(), f"dvc stage {stage}: dep {dep} does not exist"

@@ -71,20 +71,24 @@ def where_lines(cfg: Config) -> list[str]:
     tracking_uri = cfg.tracking.resolved_uri()
     alias = cfg.index.alias
     items = [
-        ("synthetic catalogue", "data/synthetic/", ""),
+        ("input catalogue", "data/catalogue/", "what the ingest stage read (data.format, data.path)"),
         ("validated catalogue", "data/validated/", "rows that passed the gate"),
         ("quarantine", "data/validated/quarantine.parquet", "rows that failed, with reason and field"),
         ("validation report", "data/validated/report.json", ""),
-        ("attributes", "data/attributes/", ""),
-        ("encoder", "outputs/train/encoder/", ""),
+        ("attributes", "data/attributes/", "round 1"),
+        ("round 1 encoder", "outputs/rounds/1/", ""),
         ("tiny extractor", "outputs/models/tiny-vlm/", ""),
         ("SFT extractor", "outputs/models/sft/", ""),
         ("RAR extractor", "outputs/models/rar/", ""),
+        ("round 2 attributes", "data/attributes-2/", "the RAR extractor's"),
+        ("round 2 encoder", "outputs/rounds/2/", ""),
+        ("encoder", "outputs/train/encoder/", "the candidate: the better round on validation (rounds/)"),
         ("Milvus index", index_uri, f"alias {alias}; try: afmrl search --text \"...\""),
         ("evaluation report", "outputs/eval/report.json", ""),
         ("evaluation summary", "outputs/eval/summary.md", ""),
         ("promotion decision", "outputs/promote/decision.json", ""),
         ("published", "outputs/publish/publish.json", f"whether alias {alias} moved"),
+        ("duplicate groups", "outputs/dedup/", "groups.parquet, review.parquet"),
         ("MLflow store", tracking_uri, "look at it: afmrl ui"),
     ]
     lines = []

@@ -51,6 +51,11 @@ def evaluate_headline(report: dict[str, Any]) -> dict[str, float | int]:
     metrics = report.get("metrics") or {}
     figures: dict[str, Any] = {k: metrics.get(k) for k in EVAL_HEADLINE}
     figures["n_queries"] = _n_queries(report)
+    for r in report.get("rounds") or []:  # the loop: each round's primary metric, and the one selected
+        if isinstance(r, dict) and isinstance(r.get("eval"), dict):
+            figures[f"round{r.get('round')}_{r['eval'].get('metric')}"] = r["eval"].get("value")
+            if r.get("selected"):
+                figures["selected_round"] = r.get("round")
     return _keep(figures)
 
 

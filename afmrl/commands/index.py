@@ -1,4 +1,4 @@
-"""`afmrl index build | publish | alias | info | search` and the top-level `afmrl search` (Milvus index).
+"""`afmrl index build | publish | alias | rollback | info | search` and the top-level `afmrl search` (Milvus index).
 
 Registered in afmrl/cli.py with::
 
@@ -69,6 +69,19 @@ def alias_cmd(
     from afmrl.stages import index
 
     info = index.set_serving_alias(cfg_of(ctx), encoder=encoder, collection=collection, alias=name, force=force)
+    sys.stdout.write(json.dumps(info, indent=2) + "\n")
+
+
+@app.command("rollback")
+@guarded
+def rollback_cmd(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option(help="alias (default: index.alias)")] = None,
+) -> None:
+    """Point the serving alias back at the collection it served before the last swap (kept: index.keep)."""
+    from afmrl.stages import index
+
+    info = index.rollback_alias(cfg_of(ctx), alias=name)
     sys.stdout.write(json.dumps(info, indent=2) + "\n")
 
 

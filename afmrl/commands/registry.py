@@ -48,6 +48,9 @@ def promote_cmd(
     version: Annotated[int | None, typer.Option(help="promote this registered version by hand (no gate)")] = None,
     model: Annotated[str, typer.Option(help="with --version: encoder or extractor")] = "encoder",
     reason: Annotated[str | None, typer.Option(help="with --version: why (recorded on the version)")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="the evaluated catalogue, where the report's path is not readable here")
+    ] = None,
 ) -> None:
     """Register the candidate and gate it against the champion (params: registry.*); prints decision.json."""
     from afmrl.stages import promote
@@ -58,7 +61,7 @@ def promote_cmd(
     else:
         from afmrl.commands.headline import write_headline
 
-        decision = promote.run(cfg, encoder, report, out or Path("outputs/promote"))
+        decision = promote.run(cfg, encoder, report, out or Path("outputs/promote"), catalog=catalog)
         write_headline("promote", (out or Path("outputs/promote")) / promote.DECISION_FILE)  # for `dvc metrics show`
     verdict = "[bold green]promoted[/]" if decision.promoted else "[bold yellow]not promoted[/]"
     console.print(f"{decision.model} v{decision.version}: {verdict} (champion: v{decision.champion_after})"

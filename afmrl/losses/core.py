@@ -8,6 +8,13 @@ weights w_ij >= 0 (0 masks the pair out of the denominator):
 and L = (mean_i L_i^{a->b} + mean_i L_i^{b->a}) / 2, where the b->a direction uses the transposed
 logits and transposed weights/positives. Computed in log space (log w = -inf for masked pairs).
 With w = 1 everywhere and P_i = {i} this is CLIP's symmetric InfoNCE.
+
+Across processes (``torchrun`` / ``accelerate launch``, :mod:`afmrl.losses.distributed`): ``a`` and
+``b`` are this process's rows; they are gathered with their gradient, ``weights`` / ``positives``
+are the *global* (N, N) matrices (N = world size x local rows; each loss builds them from gathered
+per-item metadata), and each process averages L_i over its local rows only (both directions against
+the global columns). The mean of the processes' losses is the single-process loss on the
+concatenated batch and the mean of their parameter gradients is its gradient.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import math
 
 import torch
 from torch import nn
+
+from afmrl.losses.distributed import gather_with_grad, is_distributed, local_rows
 
 
 class Temperature(nn.Module):
@@ -54,10 +63,34 @@ def weighted_contrastive(
     weights: torch.Tensor | None = None,
     positives: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Symmetric weighted InfoNCE. ``weights``/``positives``: (B, B); the diagonal is always positive."""
+    """Symmetric weighted InfoNCE. ``weights``/``positives``: (B, B) over the global batch; the
+    diagonal is always positive."""
+    if is_distributed():
+        return _distributed(a, b, scale, weights, positives)
     n = a.shape[0]
     logits = (a @ b.T) * scale
     eye = torch.eye(n, dtype=torch.bool, device=a.device)
     w = torch.ones_like(logits) if weights is None else weights.to(logits.dtype)
     p = eye if positives is None else (positives.to(torch.bool) | eye)
     return 0.5 * (_direction(logits, w, p) + _direction(logits.T, w.T, p.T))
+
+
+def _distributed(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float, weights: torch.Tensor | None,
+                 positives: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    """This process's share: its rows of a->b (local a against every b) and of b->a (local b against
+    every a), each averaged over the local rows."""
+    rows = local_rows(a.shape[0])
+    a_all, b_all = gather_with_grad(a), gather_with_grad(b)
+    n_all = a_all.shape[0]
+    for name, m in (("weights", weights), ("positives", positives)):
+        if m is not None and tuple(m.shape) != (n_all, n_all):
+            raise ValueError(f"{name}: expected the global ({n_all}, {n_all}) matrix across processes, got "
+                             f"{tuple(m.shape)}")  # fmt: skip
+    eye = torch.eye(n_all, dtype=torch.bool, device=a.device)[rows]
+    w = torch.ones(n_all, n_all, dtype=a.dtype, device=a.device) if weights is None else weights.to(a.dtype)
+    p = torch.eye(n_all, dtype=torch.bool, device=a.device) if positives is None else positives.to(torch.bool)
+    logits_ab = (a @ b_all.T) * scale  # (n, N): local anchors of a against every b
+    logits_ba = (b @ a_all.T) * scale  # (n, N): local anchors of b against every a
+    ab = _direction(logits_ab, w[rows], p[rows] | eye)
+    ba = _direction(logits_ba, w.T[rows], p.T[rows] | eye)
+    return 0.5 * (ab + ba)

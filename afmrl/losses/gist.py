@@ -9,7 +9,8 @@ denominator (w_ij = 0) when the guide rates it at least as close as the positive
     relative margin:  g_ij > g_ii * (1 - margin)
 
 the diagonal is never masked; the rest is :func:`afmrl.losses.core.weighted_contrastive` (both
-directions, each with its own guide matrix orientation).
+directions, each with its own guide matrix orientation). Across processes the guide embeddings are
+gathered, so the mask spans the global batch (:mod:`afmrl.losses.distributed`).
 Reference: Solatorio, "GISTEmbed: Guided In-sample Selection of Training Negatives for Text
 Embedding Fine-tuning", 2024; sentence-transformers' ``GISTEmbedLoss``.
 
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from afmrl.losses.core import Temperature, weighted_contrastive
+from afmrl.losses.distributed import gather_items
 
 
 def gist_mask(guide_a: torch.Tensor, guide_b: torch.Tensor, margin: float = 0.0,
@@ -49,6 +51,7 @@ class GISTLoss(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, *, guide_a: torch.Tensor, guide_b: torch.Tensor,
                 **_: object) -> torch.Tensor:  # fmt: skip
+        guide_a, guide_b = gather_items(guide_a), gather_items(guide_b)
         # a->b rows are anchors of a; b->a rows are anchors of b (the transpose of the b->a guide mask)
         mask_ab = gist_mask(guide_a, guide_b, self.margin, self.strategy)
         mask_ba = gist_mask(guide_b, guide_a, self.margin, self.strategy).T

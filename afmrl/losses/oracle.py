@@ -2,7 +2,8 @@
 
 Inputs: ``a``, ``b`` (B, d) L2-normalised; ``product_ids`` (B,) int tensor, -1 for unknown.
 w_ij = 0 when i != j share a known product id, else 1 (optionally those pairs become positives).
-Uses labels the other methods never see: report it, never ship it.
+Uses labels the other methods never see: report it, never ship it. Across processes the product ids
+are gathered, so the mask spans the global batch (:mod:`afmrl.losses.distributed`).
 
 Example::
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from afmrl.losses.core import Temperature, weighted_contrastive
+from afmrl.losses.distributed import gather_items
 
 
 def same_product(product_ids: torch.Tensor) -> torch.Tensor:
@@ -31,6 +33,6 @@ class OracleLoss(nn.Module):
         self.as_positive = as_positive
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, *, product_ids: torch.Tensor, **_: object) -> torch.Tensor:
-        same = same_product(product_ids)
+        same = same_product(gather_items(product_ids))
         return weighted_contrastive(a, b, self.temperature(), weights=(~same).to(a.dtype),
                                     positives=same if self.as_positive else None)  # fmt: skip

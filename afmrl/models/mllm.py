@@ -13,6 +13,8 @@ keeps Qwen2-VL's memory in check.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,32 @@ def load_processor(path_or_id: str | Path, *, min_pixels: int | None = None, max
     return processor
 
 
+BASE_FILE = "base.json"  # written by the tiny stage when mllm.model names a real model: {"model": "<id or folder>"}
+TINY = "tiny"  # mllm.model's default: the tiny offline model the pipeline builds (the tiny stage) ...
+TINY_DIR = "outputs/models/tiny-vlm"  # ... in its dvc.yaml output folder
+
+
+def resolve_model(path_or_id: str | Path) -> str:
+    """The model ``mllm.model`` or a stage's ``--base`` means: a folder holding ``base.json`` (the tiny
+    stage's output when ``mllm.model`` is a hub id or folder) -> the model it names; ``tiny`` -> the tiny
+    stage's folder (:data:`TINY_DIR`); anything else as it is. SFT, RAR and the extractor load through it."""
+    from afmrl.errors import ConfigError
+
+    name = TINY_DIR if str(path_or_id) == TINY else str(path_or_id)
+    pointer = Path(name) / BASE_FILE
+    if not pointer.is_file():
+        return name
+    import json
+
+    try:
+        target = json.loads(pointer.read_text(encoding="utf-8"))["model"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"not a base pointer {{\"model\": ...}}: {exc}", file=str(pointer), field="model") from None
+    if not isinstance(target, str) or not target or Path(target).resolve() == Path(name).resolve():
+        raise ConfigError(f"base pointer names no other model: {target!r}", file=str(pointer), field="model")
+    return target
+
+
 def model_fingerprint(path_or_id: str | Path) -> str:
     """A short hash of the weights' identity: a local folder's files (:func:`afmrl.digest.folder_digest`),
     or the id itself."""
@@ -113,12 +141,13 @@ def load_mllm(
     dtype: str = "float32",
     device: str = "cpu",
 ) -> LoadedMLLM:
-    """Register the processor subclass, then ``from_pretrained`` the model and its processor."""
+    """Register the processor subclass, then ``from_pretrained`` the model and its processor (``path_or_id``
+    through :func:`resolve_model`: ``tiny``, a base pointer folder, a folder or a hub id)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     register_processor()
-    name = str(path_or_id)
+    name = resolve_model(path_or_id)
     model_type = model_type_of(name)
     processor = load_processor(name, min_pixels=min_pixels, max_pixels=max_pixels, model_type=model_type)
     is_vlm = model_type in VLM_MODEL_TYPES
@@ -127,3 +156,26 @@ def load_mllm(
     model = cls.from_pretrained(name, dtype=torch_dtype).to(device)
     model.eval()
     return LoadedMLLM(model=model, processor=processor, is_vlm=is_vlm, name=name, fingerprint=model_fingerprint(name))
+
+
+SMALL_MODEL_PARAMETERS = 50_000_000
+
+
+@contextlib.contextmanager
+def cpu_threads_for(model: Any, device: str = "cpu") -> Iterator[None]:
+    """One intra-op thread while a small model (< 50M parameters, e.g. the tiny offline extractor) runs on
+    CPU: its matmuls are too small to split, and threads waiting on each other cost more than they save
+    (tiny Qwen2-VL generation on a loaded 2-core machine: 0.10 s per listing with one thread, 2.3 s with
+    two). Larger models and GPUs keep torch's setting."""
+    import torch
+
+    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS
+    if device != "cpu" or not small:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

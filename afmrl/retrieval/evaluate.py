@@ -43,6 +43,21 @@ class EvalResult:
     per_query: dict = field(default_factory=dict)  # see per_query_metrics
 
 
+# the one figure a catalogue is judged by: photo -> catalogue where shoppers' photos query a shop's
+# catalogue (a "gallery" split), listing -> listing otherwise
+PRIMARY_METRICS = ("photo_to_catalogue_R@1", "listing_R@1")
+
+
+def primary_metric(metrics: dict[str, float]) -> str:
+    """The first of :data:`PRIMARY_METRICS` that ``metrics`` holds with a finite value."""
+    for name in PRIMARY_METRICS:
+        value = metrics.get(name)
+        if isinstance(value, int | float) and np.isfinite(value):
+            return name
+    raise DataError(f"no primary metric ({' or '.join(PRIMARY_METRICS)}) was scored: the split has no queries "
+                    "with a relevant listing", field="eval.split")
+
+
 def resolve_split(listings: pd.DataFrame, wanted: str) -> str:
     """``wanted`` when the catalogue has it; never a silent fallback to another split."""
     present = set(listings["split"].dropna())

@@ -404,10 +404,18 @@ class MilvusIndex:
     def _index_params(self):
         ip = self.client.prepare_index_params()
         ip.add_index(VECTOR_FIELD, index_type=self.index_type, metric_type=self.metric, params=self.params)
-        if not self.lite:  # scalar indexes for the filters (Lite scans)
+        if not self.lite and self.server_version() >= (2, 4):  # scalar indexes for the filters (Lite scans)
             for name in ("category", "split", "price"):
                 ip.add_index(name, index_type="INVERTED")
         return ip
+
+    def server_version(self) -> tuple[int, int]:
+        """(major, minor) of the Milvus server ((99, 0) when it does not say): INVERTED scalar indexes need 2.4."""
+        with contextlib.suppress(Exception):
+            found = re.search(r"(\d+)\.(\d+)", str(self.client.get_server_version()))
+            if found:
+                return int(found.group(1)), int(found.group(2))
+        return (99, 0)
 
     def ensure_collection(self, name: str, dim: int) -> bool:
         """Create the collection (True) or check an existing one (False): its dimension must be ``dim``."""
@@ -492,12 +500,18 @@ class MilvusIndex:
 
     def iter_ids(self, name: str, batch_size: int = 5000) -> Iterator[list[str]]:
         """Every primary key, in pages (memory bounded by the page)."""
+        for page in self.iter_fields(name, (), batch_size):
+            yield [r["listing_id"] for r in page]
+
+    def iter_fields(self, name: str, fields: Sequence[str], batch_size: int = 5000) -> Iterator[list[dict[str, Any]]]:
+        """Every row's listing_id and ``fields``, in pages (memory bounded by the page)."""
         self.load(name)
-        with _milvus_errors(f"cannot list the ids of {name!r}"):
-            it = self.client.query_iterator(name, batch_size=batch_size, filter="", output_fields=["listing_id"])
+        out_fields = list(dict.fromkeys(["listing_id", *fields]))
+        with _milvus_errors(f"cannot scan {name!r}"):
+            it = self.client.query_iterator(name, batch_size=batch_size, filter="", output_fields=out_fields)
         try:
             while page := it.next():
-                yield [r["listing_id"] for r in page]
+                yield [dict(r) for r in page]
         finally:
             it.close()
 

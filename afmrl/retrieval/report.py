@@ -86,3 +86,18 @@ def plot(result: EvalResult, out: Path) -> dict[str, Path]:
             fig.savefig(tmp, dpi=100)
         plt.close(fig)
     return paths
+
+
+def round_figures(rounds: list[dict]) -> dict[str, float]:
+    """``round<n>.<metric>`` (evaluation split), ``round<n>.attributes_micro_f1``, ``selected_round``: for
+    MLflow (the stage's run and the pipeline's parent run)."""
+    figures: dict[str, float] = {}
+    for r in rounds:
+        n = r["round"]
+        figures[f"round{n}.{r['eval']['metric']}".replace("@", "_at_")] = float(r["eval"]["value"])
+        f1 = (r.get("attributes") or {}).get("micro_f1")
+        if isinstance(f1, int | float):
+            figures[f"round{n}.attributes_micro_f1"] = float(f1)
+        if r.get("selected"):
+            figures["selected_round"] = float(n)
+    return figures

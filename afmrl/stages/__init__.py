@@ -13,17 +13,19 @@ from __future__ import annotations
 from typing import Any
 
 STAGES: dict[str, tuple[str, ...]] = {
-    "synth": ("data", "synth"),
+    "ingest": ("data", "ingest"),
     "validate": ("validate",),
     "extract": ("attributes", "extract"),
     "train": ("train",),
     "tiny": ("models", "tiny"),
     "sft": ("models", "sft"),
     "rar": ("models", "rar"),
+    "select": ("select",),
     "index": ("index", "build"),
     "evaluate": ("evaluate",),
     "promote": ("promote",),
     "publish": ("index", "publish"),
+    "dedup": ("dedup",),
 }
 
 

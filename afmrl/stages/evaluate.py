@@ -17,13 +17,13 @@ import numpy as np
 from afmrl.catalog.io import read_catalog
 from afmrl.config import Config
 from afmrl.digest import content_hash
-from afmrl.errors import ConfigError
+from afmrl.errors import ConfigError, DataError
 from afmrl.models.encoders import load_encoder
 from afmrl.models.encoders.dual import DualEncoder
 from afmrl.models.encoders.ref import fingerprint
 from afmrl.retrieval.embed import embed_listings
 from afmrl.retrieval.evaluate import EvalResult, evaluate_embeddings, per_query_metrics, resolve_split
-from afmrl.retrieval.report import write_report
+from afmrl.retrieval.report import round_figures, write_report
 from afmrl.tracking.datasets import catalog_digest
 from afmrl.tracking.lock import holds_stores
 from afmrl.tracking.runs import stage_run
@@ -93,20 +93,66 @@ def queries_of(result: EvalResult) -> dict:
 def binding(catalog_dir: str | Path, encoder_dir: str | Path, split: str, result: EvalResult, cfg: Config) -> dict:
     """What a report was computed on: the candidate (its content digest), the catalogue, the split and the
     queries; ``afmrl promote`` refuses a report whose candidate is not the encoder it is asked to register."""
-    listings = read_catalog(catalog_dir).listings
+    catalog = read_catalog(catalog_dir)
+    listings = catalog.listings
     sizes = {str(k): int(v) for k, v in listings["split"].value_counts(dropna=True).items()}
+    named = {k: catalog.meta.get(k) for k in ("name", "format", "source", "source_digest")}  # from ingest
     return {"candidate": {"path": str(encoder_dir), "digest": fingerprint(encoder_dir, cfg.encoder)},
             "catalog": {"path": str(catalog_dir), "digest": catalog_digest(catalog_dir), "listings": int(len(listings)),
-                        "splits": sizes},
+                        "splits": sizes, **named},
             "encoder": str(encoder_dir), "split": split, "queries": queries_of(result),
             "per_query": result.per_query}  # fmt: skip
 
 
+def champion_row(cfg: Config, catalog_dir: str | Path, cache: str | Path, candidate: EvalResult) -> dict | None:
+    """The registry's champion (``models:/<encoder_name>@<champion_alias>``) scored on the candidate's
+    queries, with its version; None when there is no champion yet (or tracking is off)."""
+    if not cfg.tracking.enabled:
+        return None
+    from afmrl.tracking.registry import get_alias_version
+    from afmrl.tracking.store import client_for
+
+    reg = cfg.registry
+    version = get_alias_version(client_for(cfg.tracking), reg.encoder_name, reg.champion_alias)
+    if version is None:
+        return None
+    model = load_encoder(f"models:/{reg.encoder_name}/{version.version}", cfg.encoder, cfg.tracking)
+    ccfg = cfg.model_copy(update={"encoder": getattr(model, "cfg", cfg.encoder)})
+    result, _ = evaluate(ccfg, catalog_dir, model, cache)
+    if queries_of(result) != queries_of(candidate):
+        return None  # never a row on other queries
+    return {**_finite(result.metrics), "version": float(version.version)}
+
+
+def score_rounds(cfg: Config, catalog_dir: str | Path, rounds_dir: str | Path, cache: str | Path,
+                 candidate: EvalResult) -> list[dict]:  # fmt: skip
+    """Every round of the loop on this split: the select stage's record plus ``eval`` ({split, metric,
+    value}) from the round's encoder, on the candidate's queries."""
+    from afmrl.retrieval.evaluate import primary_metric
+    from afmrl.training.rounds import read_rounds
+
+    folder = Path(rounds_dir)
+    folder = folder.parent if folder.is_file() else folder
+    metric = primary_metric(candidate.metrics)
+    out = []
+    for record in read_rounds(folder):
+        model = load_encoder(folder / record["encoder"]["path"], cfg.encoder, cfg.tracking)
+        rcfg = cfg.model_copy(update={"encoder": model.cfg})
+        result, split = evaluate(rcfg, catalog_dir, model, cache)
+        if queries_of(result) != queries_of(candidate):
+            raise DataError(f"round {record['round']} was scored on other queries than the candidate",
+                            file=str(folder), field="queries")  # fmt: skip
+        out.append({**record, "eval": {"split": split, "metric": metric, "value": float(result.metrics[metric])}})
+    return out
+
+
 @holds_stores("evaluate stage", tracking=False, only_with="index")  # through the index: the Milvus Lite file
 def run(cfg: Config, catalog_dir: str | Path, encoder_dir: str | Path, out_dir: str | Path,
-        cache_dir: str | Path | None = None, index: str | Path | None = None) -> EvaluateStageResult:  # fmt: skip
+        cache_dir: str | Path | None = None, index: str | Path | None = None,
+        rounds: str | Path | None = None) -> EvaluateStageResult:  # fmt: skip
     """``index``: the index stage's ``index.json`` (or folder): also score the ``listing`` task through that
-    Milvus collection (``index_listing_*`` beside the exact figures)."""
+    Milvus collection (``index_listing_*`` beside the exact figures). ``rounds``: the select stage's
+    ``rounds/`` folder: every round of the loop is scored on this split too (the report's ``rounds``)."""
     preflight(cfg.tracking)  # an unusable tracking store fails here, before any output is written
     model = load_encoder(encoder_dir, cfg.encoder, cfg.tracking)
     if not isinstance(model, DualEncoder):
@@ -129,13 +175,19 @@ def run(cfg: Config, catalog_dir: str | Path, encoder_dir: str | Path, out_dir: 
     rows = {"candidate": _finite(result.metrics), "zero-shot": _finite(zero.metrics)}
     if queries_of(zero) != queries_of(result):  # never a row on other queries
         rows.pop("zero-shot")
+    champion = champion_row(cfg, catalog_dir, cache, result)
+    if champion is not None:
+        rows["champion"] = champion
     meta = {**binding(catalog_dir, encoder_dir, split, result, cfg), "rows": rows}
+    if rounds is not None:
+        meta["rounds"] = score_rounds(cfg, catalog_dir, rounds, cache, result)
     paths = write_report(result, out_dir, meta)
     with stage_run(cfg.tracking, "evaluate") as run_:
         run_.log_config(cfg, ("eval",), catalog=str(catalog_dir), encoder=str(encoder_dir), split=split,
                         index=collection or "")  # fmt: skip
         run_.log_catalog(catalog_dir, context="evaluation")
         run_.log_metrics({k.replace("@", "_at_"): v for k, v in result.metrics.items() if np.isfinite(v)})
+        run_.log_metrics(round_figures(meta.get("rounds") or []))
         for p in paths.values():
             run_.log_artifact(p)
     return EvaluateStageResult(paths["json"], result)

@@ -7,6 +7,10 @@ model's text; the rules' JSON), ``attributes`` (JSON, after merging seller-state
 valid-JSON rate, and per-key accuracy / micro-macro F1 against ``reference_attributes`` where the
 catalogue has them, for ``attributes`` and for ``extracted``). MLLM generations go through the
 generation cache (``attributes.cache_path``): a re-run only generates listings that changed.
+
+``model``: an extractor folder (round 2 of the loop: the RAR stage's output) runs the mllm backend with
+it; the report names it (``extractor``, with the registered version RAR recorded: the lineage). A round
+beyond ``loop.rounds`` writes an empty table, a report saying ``skipped`` and ``skipped.json``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from afmrl.errors import DataError
 from afmrl.progress import progress
 from afmrl.tracking.runs import stage_run
 from afmrl.tracking.store import preflight
+from afmrl.training.rounds import extractor_info, round_skipped, write_skipped
 
 TABLE_FILE = "attributes.parquet"
 REPORT_FILE = "report.json"
@@ -47,6 +52,7 @@ class ExtractResult:
     valid_rate: float
     listings_per_s: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
 
     def numeric_metrics(self) -> dict[str, float]:
         """The flat numeric figures (what a Kubeflow Metrics artifact takes)."""
@@ -87,7 +93,7 @@ def _rules(cfg: Config, catalog: Catalog, df: pd.DataFrame, keys: list[str]) -> 
 def _mllm(cfg: Config, catalog: Catalog, df: pd.DataFrame, keys: list[str]) -> tuple[list[dict[str, Any]], str]:
     from afmrl.attributes.cache import GenerationCache
     from afmrl.attributes.extractors.mllm import ListingInput, MLLMExtractor
-    from afmrl.models.mllm import load_mllm
+    from afmrl.models.mllm import cpu_threads_for, load_mllm
 
     m = cfg.mllm
     loaded = load_mllm(m.model, min_pixels=m.min_pixels, max_pixels=m.max_pixels, dtype=m.dtype, device=m.device)
@@ -95,7 +101,8 @@ def _mllm(cfg: Config, catalog: Catalog, df: pd.DataFrame, keys: list[str]) -> t
     items = [ListingInput(r["listing_id"], r["title"], r["description"],
                           catalog.image_path(r["image"]) if r["image"] else None)
              for r in df.to_dict("records")]  # fmt: skip
-    with GenerationCache(cfg.attributes.cache_path) as cache, progress("extract (mllm)", len(items), "listings") as adv:
+    with GenerationCache(cfg.attributes.cache_path) as cache, progress("extract (mllm)", len(items), "listings") as adv, \
+            cpu_threads_for(loaded.model, m.device):
         gens = extractor.generate(items, cache, adv)
     rows = []
     for g in gens:
@@ -106,7 +113,25 @@ def _mllm(cfg: Config, catalog: Catalog, df: pd.DataFrame, keys: list[str]) -> t
     return rows, f"{m.model}@{loaded.fingerprint}"
 
 
-def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ExtractResult:
+def _skip(cfg: Config, out: Path, round_: int) -> ExtractResult:
+    out.mkdir(parents=True, exist_ok=True)
+    table_path, report_path = out / TABLE_FILE, out / REPORT_FILE
+    with atomic_path(table_path) as tmp:
+        pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS}).to_parquet(tmp, index=False)
+    write_json_atomic(report_path, {"skipped": True, "round": round_, "listings": 0, "metrics": {}})
+    write_skipped(out, "extract", round_, cfg.loop.rounds)
+    return ExtractResult(out, table_path, report_path, 0, 0, 0, 0.0, 0.0, {}, skipped=True)
+
+
+def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path, model: str | Path | None = None,
+        round_: int = 1) -> ExtractResult:  # fmt: skip
+    """``model``: an extractor folder or id: the mllm backend with ``mllm.model`` set to it. ``round_``:
+    the loop's round (beyond ``loop.rounds``: skipped)."""
+    if round_skipped(cfg.loop.rounds, round_):
+        return _skip(cfg, Path(out_dir), round_)
+    if model is not None:
+        cfg = cfg.model_copy(update={"attributes": cfg.attributes.model_copy(update={"backend": "mllm"}),
+                                     "mllm": cfg.mllm.model_copy(update={"model": str(model)})})  # fmt: skip
     a = cfg.attributes
     preflight(cfg.tracking)  # an unusable tracking store fails here, before any output is written
     started = time.perf_counter()
@@ -151,11 +176,12 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path) -> ExtractRes
         "generated": generated, "cache_hits": len(table) - generated,
         "valid_json_rate": float(table["valid"].mean()), "generation_seconds": gen_seconds,
         "listings_per_s": generated / gen_seconds if gen_seconds > 0 else None,
-        "seconds": round(time.perf_counter() - started, 3), "metrics": metrics,
+        "seconds": round(time.perf_counter() - started, 3), "metrics": metrics, "round": round_,
+        "extractor": extractor_info(cfg.mllm.model) if a.backend == "mllm" else {"model": model, "registered": None},
     }  # fmt: skip
     report_path = out / REPORT_FILE
     write_json_atomic(report_path, report)
-    with stage_run(cfg.tracking, "extract", tags={"afmrl.backend": a.backend}) as run_:
+    with stage_run(cfg.tracking, "extract", tags={"afmrl.backend": a.backend, "afmrl.round": str(round_)}) as run_:
         run_.log_config(cfg, ("attributes", "mllm") if a.backend == "mllm" else ("attributes",),
                         catalog=str(catalog_dir), model=model, keys=keys)  # fmt: skip
         logged = {"listings": len(table), "generated": generated, "cache_hits": report["cache_hits"],

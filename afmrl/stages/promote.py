@@ -116,15 +116,16 @@ def check_binding(report: dict[str, Any], encoder_dir: str | Path, cfg: Config, 
                         file=where, field="queries")  # fmt: skip
 
 
-def rescore_champion(cfg: Config, report: dict[str, Any], version: int,
-                     report_path: str | Path) -> tuple[dict[str, float], dict[str, list[float]]]:  # fmt: skip
+def rescore_champion(cfg: Config, report: dict[str, Any], version: int, report_path: str | Path,
+                     catalog_dir: str | Path | None = None) -> tuple[dict[str, float], dict[str, list[float]]]:  # fmt: skip
     """The champion scored by the same evaluation on the candidate's catalogue, split and queries:
-    (its metrics, its per-query values of the gate metrics)."""
+    (its metrics, its per-query values of the gate metrics). ``catalog_dir``: that catalogue where the
+    report's path is not readable (another machine, a Kubeflow pod); its digest must be the report's."""
     from afmrl.models.encoders import load_encoder
     from afmrl.stages.evaluate import evaluate, queries_of
 
     catalog = report.get("catalog") if isinstance(report.get("catalog"), dict) else {}
-    path = catalog.get("path")
+    path = str(catalog_dir) if catalog_dir is not None else catalog.get("path")
     if not path or not (Path(path) / "listings.parquet").is_file():
         raise DataError(f"the candidate's catalogue {path!r} is not there: the champion cannot be re-scored on it",
                         file=str(report_path), field="catalog.path")  # fmt: skip
@@ -141,16 +142,34 @@ def rescore_champion(cfg: Config, report: dict[str, Any], version: int,
     return dict(result.metrics), result.per_query.get("values", {})
 
 
+def lineage_tags(report: dict[str, Any]) -> dict[str, str]:
+    """Which round of the loop the candidate is, and which extractor produced the attributes it was trained
+    on (``afmrl.extractor_version``: the registered extractor version, for round 2)."""
+    rounds = report.get("rounds")
+    selected = next((r for r in rounds if isinstance(r, dict) and r.get("selected")), None) if isinstance(
+        rounds, list) else None  # fmt: skip
+    if selected is None:
+        return {}
+    attributes = selected.get("attributes") if isinstance(selected.get("attributes"), dict) else {}
+    tags = {"afmrl.round": str(selected.get("round")), "afmrl.attributes_source": str(attributes.get("source")),
+            "afmrl.attributes_model": str(attributes.get("model"))[:500]}  # fmt: skip
+    extractor = attributes.get("extractor") if isinstance(attributes.get("extractor"), dict) else {}
+    registered = extractor.get("registered") if isinstance(extractor.get("registered"), dict) else None
+    if registered:
+        tags["afmrl.extractor"] = str(registered.get("name"))
+        tags["afmrl.extractor_version"] = str(registered.get("version"))
+    return tags
+
+
 def _require_tracking(cfg: Config) -> None:
     if not cfg.tracking.enabled:
         raise ConfigError("promotion needs the MLflow registry: tracking.enabled is false", field="tracking.enabled")
 
 
 def _client(cfg: Config) -> Any:
-    from mlflow.tracking import MlflowClient
+    from afmrl.tracking.store import client_for
 
-    uri = cfg.tracking.resolved_uri()
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return client_for(cfg.tracking)
 
 
 def _version_tags(outcome: GateOutcome, decision: str, champion: int | None) -> dict[str, str]:
@@ -163,9 +182,14 @@ def _version_tags(outcome: GateOutcome, decision: str, champion: int | None) -> 
 
 
 @holds_stores("promote stage", index=False)  # the SQLite registry: the gate reads, then moves, the champion
-def run(cfg: Config, encoder_dir: str | Path, report_path: str | Path, out_dir: str | Path) -> PromotionDecision:
-    """Register, gate, move the alias on pass; writes ``OUT/decision.json`` and returns the decision."""
+def run(cfg: Config, encoder_dir: str | Path, report_path: str | Path, out_dir: str | Path,
+        catalog: str | Path | None = None) -> PromotionDecision:  # fmt: skip
+    """Register, gate, move the alias on pass; writes ``OUT/decision.json`` and returns the decision.
+    ``catalog``: the evaluated catalogue (the champion is re-scored on it), where the report's path is not
+    readable here."""
     from afmrl.tracking.registry import get_alias_version, log_encoder
+
+    catalog_dir = catalog
 
     _require_tracking(cfg)
     reg = cfg.registry
@@ -189,6 +213,7 @@ def run(cfg: Config, encoder_dir: str | Path, report_path: str | Path, out_dir: 
         catalog = report.get("catalog")
         if isinstance(catalog, dict) and catalog.get("digest"):
             eval_tags["afmrl.eval_catalog_digest"] = str(catalog["digest"])
+        eval_tags.update(lineage_tags(report))
         for name, value in gated.items():
             if value is not None:
                 eval_tags[mlflow_key(f"metric.{name}")] = f"{float(value):.6f}"
@@ -200,7 +225,7 @@ def run(cfg: Config, encoder_dir: str | Path, report_path: str | Path, out_dir: 
         champion_no = int(champion.version) if champion is not None else None
         champ_metrics, intervals = None, None
         if champion is not None:  # re-scored here, on the candidate's queries: never another report's figures
-            champ_metrics, champ_values = rescore_champion(cfg, report, champion_no, report_path)
+            champ_metrics, champ_values = rescore_champion(cfg, report, champion_no, report_path, catalog_dir)
             intervals = {}
             for metric in reg.gate:
                 cand_v, champ_v = cand_values.get(metric), champ_values.get(metric)

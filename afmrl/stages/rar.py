@@ -4,6 +4,8 @@
 folder) is trained with LoRA on the ``rar.splits`` prompts; the reward comes from the frozen
 representation model ``encoder`` (the train stage's ``encoder/`` folder, or ``pretrained``: the
 untrained towers). Building blocks, outputs and logged metrics: :mod:`afmrl.training.rar`.
+With tracking on, the merged extractor is registered as a version of ``registry.extractor_name`` and
+``rar.json`` records it (``registered``: the lineage round 2's extraction carries on).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, encoder: s
 
     from afmrl.attributes.schema import resolve_keys
     from afmrl.models.encoders import load_encoder
-    from afmrl.models.mllm import load_mllm
+    from afmrl.models.mllm import cpu_threads_for, load_mllm
 
     r, m = cfg.rar, cfg.mllm
     base = str(base_model)
@@ -72,7 +74,8 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, encoder: s
         trainer.remove_callback(PrinterCallback)  # metrics go to MLflow; one line per log on stderr (ours)
         before = lora_snapshot(trainer.model)
         t0 = time.perf_counter()
-        result = trainer.train()
+        with cpu_threads_for(trainer.model, m.device):  # a tiny model on CPU: one thread is faster
+            result = trainer.train()
         seconds = time.perf_counter() - t0
         after = lora_snapshot(trainer.model)
         change = max((float((after[n] - before[n]).abs().max()) for n in before), default=0.0)
@@ -82,9 +85,17 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, encoder: s
         if r.merge_lora:
             model_dir = save_extractor(trainer.model.merge_and_unload(), loaded.processor, out, base)
         steps = int(result.global_step)
+        registered = None
+        if model_dir is not None and run_.run:  # the lineage: round 2's attributes name this version
+            from afmrl.tracking.registry import register_extractor
+
+            version = register_extractor(run_.client, run_.run_id, model_dir, cfg.registry.extractor_name,
+                                         tags={"afmrl.stage": "rar", "afmrl.encoder": str(encoder_ref)})  # fmt: skip
+            registered = {"name": cfg.registry.extractor_name, "version": int(version.version)}
         summary = {"base_model": base, "prompts": len(prompts), "gallery": len(retrieval.gallery), "steps": steps,
                    "seconds": seconds, "seconds_per_step": seconds / max(1, steps), "adapter_change": change,
-                   "keys": keys, "history": callback.history}  # fmt: skip
+                   "keys": keys, "encoder": str(encoder_ref), "registered": registered,
+                   "history": callback.history}  # fmt: skip
         write_json_atomic(out / "rar.json", summary)
         run_.log_metrics({"seconds_per_step": summary["seconds_per_step"], "adapter_change": change})
         run_.log_artifact(out / "rar.json")

@@ -35,10 +35,10 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, out_dir: s
     from trl import SFTTrainer
 
     from afmrl.attributes.schema import resolve_keys
-    from afmrl.models.mllm import load_mllm
+    from afmrl.models.mllm import cpu_threads_for, load_mllm, resolve_model
 
     s, m = cfg.sft, cfg.mllm
-    base = str(base_model)
+    base = resolve_model(base_model)  # the tiny stage's folder, or the real model its base.json names
     out = Path(out_dir)
     args = sft_config(cfg, out)  # trl's SFTConfig from sft.trl: a bad key fails here, before any loading
     catalog = read_catalog(catalog_dir)
@@ -64,7 +64,8 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, out_dir: s
                              peft_config=peft, callbacks=[callback, ConsoleProgressCallback("sft")])  # fmt: skip
         trainer.remove_callback(PrinterCallback)  # metrics go to MLflow; one line per log on stderr (ours)
         t0 = time.perf_counter()
-        result = trainer.train()
+        with cpu_threads_for(trainer.model, m.device):  # a tiny model on CPU: one thread is faster
+            result = trainer.train()
         seconds = time.perf_counter() - t0
         model = trainer.model
         if use_lora and s.merge_lora:

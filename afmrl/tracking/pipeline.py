@@ -60,14 +60,18 @@ def start_pipeline_run(cfg: Config, name: str = "pipeline", catalog: str | Path 
 def pipeline_metrics(report: str | Path | None, decision: str | Path | None,
                      gate: Iterable[str] = ()) -> dict[str, float]:  # fmt: skip
     """The figures a pipeline ends on, for its parent run: the gate metrics (``gate``, names of
-    ``registry.gate``) from the evaluation report and ``promoted`` (0/1) from the decision, each where its
+    ``registry.gate``) and the loop's per-round figures from the evaluation report and ``promoted`` (0/1) from the decision, each where its
     file exists (a pipeline stopped early has neither). MLflow metric names have ``_at_`` for ``@``."""
     import json
     import math
 
+    from afmrl.retrieval.report import round_figures
+
     figures: dict[str, float] = {}
     if report is not None and Path(report).is_file():
-        metrics = json.loads(Path(report).read_text()).get("metrics") or {}
+        doc = json.loads(Path(report).read_text())
+        metrics = doc.get("metrics") or {}
+        figures.update(round_figures(doc.get("rounds") or []))  # round<n>.<primary>, attribute F1, selected round
         for name in gate:
             value = metrics.get(name)
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):

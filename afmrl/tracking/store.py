@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from afmrl.config import TrackingConfig
 from afmrl.errors import AfmrlError
@@ -151,3 +152,11 @@ def connect(cfg: TrackingConfig) -> tuple[str, str]:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri, _ensure_experiment(cfg.experiment, uri)
+
+
+def client_for(cfg: TrackingConfig) -> Any:
+    """An ``MlflowClient`` on the configured store, registry included (the store prepared first)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = prepare_store(cfg)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)

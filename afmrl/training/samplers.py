@@ -1,7 +1,9 @@
 """Batch samplers. ``hard`` batches are filled with attribute neighbours so hard negatives happen.
 
 Both samplers are deterministic functions of (seed, epoch): a resumed run regenerates the epoch and
-skips the batches it already trained on. Each epoch visits every item at most once.
+skips the batches it already trained on. Each epoch visits every item at most once. Under several
+processes every process draws the same global batches and takes its slice (:func:`shard`), so a hard
+batch's neighbours stay in one global batch whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -122,3 +124,12 @@ def batch_stream(sampler: str, n: int, batch_size: int, seed: int, *, start_step
                 yield b
             step += 1
         epoch += 1
+
+
+def shard(batch: Sequence[int], rank: int, world_size: int) -> list[int]:
+    """Process ``rank``'s slice of a global batch (``len(batch) / world_size`` consecutive items; the
+    whole batch on one process). The batch size must be a multiple of ``world_size``."""
+    if len(batch) % world_size:
+        raise ValueError(f"a batch of {len(batch)} cannot be split evenly over {world_size} processes")
+    n = len(batch) // world_size
+    return list(batch[rank * n : (rank + 1) * n])

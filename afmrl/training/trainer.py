@@ -9,6 +9,21 @@ Both modes run one loop (:meth:`ContrastiveTrainer.train`): the same sampler, lo
 logging and checkpoints; the mode only decides how a batch's features are produced (cached backbone
 features or a tower forward) and which parameters train (the towers join at ``train.backbone_lr``).
 
+Scale (both modes):
+
+- several processes (``torchrun --nproc_per_node N`` or ``accelerate launch --num_processes N``;
+  ``WORLD_SIZE`` > 1): the trainer joins the process group (gloo on CPU and in frozen mode, nccl for
+  full mode on CUDA). Every process draws the same global batch of ``train.batch_size`` and takes its
+  slice (:func:`~afmrl.training.samplers.shard`); the losses gather the embeddings with their gradient
+  and the per-item metadata, so negatives and AGCL's masks span the global batch
+  (:mod:`afmrl.losses.distributed`); gradients are averaged over processes (DDP's all-reduce, done
+  explicitly: the towers are called outside a DDP wrapper), so a step equals the single-process step
+  on the whole batch (exactly in frozen mode; in full mode the image tower's BatchNorm normalises each
+  process's rows by their own statistics, as under DDP without SyncBatchNorm). Only rank 0 writes checkpoints and logs to MLflow; the logged loss is the global
+  batch's.
+- ``train.mini_batch_size``: GradCache (:class:`~afmrl.losses.CachedLoss`): each process embeds its
+  batch that many rows at a time, same gradients, memory for one mini-batch of activations.
+
 AdamW, linear warm-up then cosine decay, gradient clipping, seeds. A checkpoint every
 ``train.checkpoint_every`` steps holds the trainable weights, the optimizer, the scheduler, the RNG
 state, the step and the figures so far (loss history; at the end the final loss and throughput, so a
@@ -40,8 +55,9 @@ from afmrl.atomic import atomic_path, write_json_atomic
 from afmrl.attributes.similarity import attribute_codes, similarity_from_codes
 from afmrl.config import EncoderConfig, TrainConfig
 from afmrl.digest import digest_bytes
-from afmrl.errors import DataError
-from afmrl.losses import AGCLLoss, GISTLoss, InfoNCELoss, OracleLoss
+from afmrl.errors import ConfigError, DataError
+from afmrl.losses import AGCLLoss, CachedLoss, GISTLoss, InfoNCELoss, OracleLoss
+from afmrl.losses import distributed as dist_
 from afmrl.losses.agcl import agcl_weights
 from afmrl.losses.oracle import same_product
 from afmrl.models.encoders.base import l2_normalize, load_image
@@ -50,7 +66,7 @@ from afmrl.models.features import tower_features
 from afmrl.progress import progress
 from afmrl.tracking.runs import StageRun
 from afmrl.training.data import PairSet
-from afmrl.training.samplers import batch_stream
+from afmrl.training.samplers import batch_stream, shard
 
 CHECKPOINT_GLOB = "step-*.pt"
 CHECKPOINT_KEYS = ("step", "fingerprint", "model", "loss", "opt", "sched", "torch_rng")
@@ -64,7 +80,7 @@ def build_loss(cfg: TrainConfig) -> nn.Module:
         return GISTLoss(margin=cfg.gist_margin, **common)
     if cfg.method == "agcl":
         return AGCLLoss(tau_hard=cfg.tau_hard, tau_fn=cfg.tau_fn, beta=cfg.beta, fn_as_positive=cfg.fn_as_positive,
-                        **common)  # fmt: skip
+                        min_shared_keys=cfg.min_shared_keys, **common)  # fmt: skip
     return OracleLoss(**common)
 
 
@@ -115,24 +131,25 @@ class ContrastiveTrainer:
         return self._trainable_cache
 
     def loss_extras(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss's per-item inputs for this process's rows ``idx`` (the loss gathers them across
+        processes, so its masks span the global batch)."""
         if self.cfg.method == "agcl":
-            sim, comparable = similarity_from_codes(self.attr_codes[idx], self.attr_weights, self.cfg.min_shared_keys)
-            return {"attr_sim": sim, "attr_comparable": comparable}
+            return {"attr_codes": self.attr_codes[idx], "attr_key_weights": self.attr_weights}
         if self.cfg.method == "oracle":
             return {"product_ids": self.products[idx]}
         if self.cfg.method == "gist":
             return {"guide_a": self.guide_a[idx], "guide_b": self.guide_b[idx]}
         return {}
 
-    def batch_stats(self, idx: torch.Tensor, extras: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Measured with the labels, never used by the loss: how many in-batch negatives are the same
-        product (false negatives), and for AGCL how precise its masking is."""
+    def batch_stats(self, idx: torch.Tensor) -> dict[str, float]:
+        """Measured with the labels on the global batch ``idx``, never used by the loss: how many
+        in-batch negatives are the same product (false negatives), and for AGCL how precise its masking is."""
         truth = same_product(self.products[idx])
         n = len(idx)
         stats = {"batch_fn_rate": float(truth.sum()) / (n * (n - 1))}
-        if "attr_sim" in extras:
-            w, fn = agcl_weights(extras["attr_sim"], extras["attr_comparable"], self.cfg.tau_hard, self.cfg.tau_fn,
-                                 self.cfg.beta)  # fmt: skip
+        if self.cfg.method == "agcl":
+            sim, comparable = similarity_from_codes(self.attr_codes[idx], self.attr_weights, self.cfg.min_shared_keys)
+            w, fn = agcl_weights(sim, comparable, self.cfg.tau_hard, self.cfg.tau_fn, self.cfg.beta)
             stats["masked_rate"] = float(fn.sum()) / (n * (n - 1))
             stats["mask_precision"] = float((fn & truth).sum()) / max(1, int(fn.sum()))
             stats["mask_recall"] = float((fn & truth).sum()) / max(1, int(truth.sum()))
@@ -146,7 +163,8 @@ class ContrastiveTrainer:
 
     def fingerprint(self) -> str:
         """What a checkpoint must match to be resumed: the training and model settings and the data."""
-        settings = json.dumps({"train": self.cfg.model_dump(exclude={"checkpoint_every", "log_every"}),
+        settings = json.dumps({"train": self.cfg.model_dump(exclude={"checkpoint_every", "log_every",
+                                                                     "mini_batch_size"}),
                                "encoder": self.model.cfg.model_dump()}, sort_keys=True)  # fmt: skip
         return digest_bytes(settings, "\n".join(self.pairs.ids))[:16]
 
@@ -191,8 +209,10 @@ class ContrastiveTrainer:
             from afmrl.progress import console
 
             console.print(f"[yellow]checkpoints in {self.ckpt_dir} come from other settings or data: starting afresh")
-            for old in self.ckpt_dir.glob(CHECKPOINT_GLOB):
-                old.unlink()
+            _barrier()  # every process has read the checkpoint before rank 0 deletes it
+            if dist_.rank() == 0:
+                for old in self.ckpt_dir.glob(CHECKPOINT_GLOB):
+                    old.unlink()
             return 0, {}
         self.model.load_state_dict(state["model"], strict=False)
         self.loss_fn.load_state_dict(state["loss"])
@@ -215,11 +235,11 @@ class ContrastiveTrainer:
                 both = l2_normalize(torch.cat([ga, gb], dim=1))
                 self.guide_a = self.guide_b = both
 
-    def batches(self, start_step: int = 0, rank: int = 0) -> Iterator[list[int]]:
-        """The pair indices of every step from ``start_step`` (the same sampler in both modes; ``rank``:
-        the process of a multi-GPU run, which draws its own batches)."""
+    def batches(self, start_step: int = 0) -> Iterator[list[int]]:
+        """The pair indices of every step's global batch from ``start_step`` (the same sampler in both
+        modes and in every process: each process then takes its slice)."""
         cfg = self.cfg
-        return batch_stream(cfg.sampler, len(self.pairs), cfg.batch_size, cfg.seed + rank, start_step=start_step,
+        return batch_stream(cfg.sampler, len(self.pairs), cfg.batch_size, cfg.seed, start_step=start_step,
                             keys=self.pairs.keys, ratio=cfg.neighbour_ratio,
                             products=self.pairs.products.tolist() if cfg.no_duplicate_products else None)  # fmt: skip
 
@@ -252,17 +272,29 @@ class ContrastiveTrainer:
         backbone features or a tower forward) and which parameters train."""
         cfg = self.cfg
         full = cfg.mode == "full"
+        owns_group = _join_process_group(cfg)
+        world, rank = dist_.world_size(), dist_.rank()
         if not full or cfg.method == "gist":  # gist's guide: the pretrained towers' features, in both modes
+            if rank > 0:
+                _barrier()  # rank 0 computes (and caches) the backbone features first; the others read them
             self.prepare_features()
+            if rank == 0:
+                _barrier()
         if full:
             self.model.towers_trained = True  # saved with the towers (a frozen run keeps what it loaded)
         opt = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps))
         start, saved = self._resume(opt, sched)
         params = [p for group in opt.param_groups for p in group["params"]]
-        acc = _accelerator(cfg) if full else _SingleProcess()
-        model, loss_fn, opt, sched = acc.prepare(self.model, self.loss_fn, opt, sched)
-        stream = self.batches(start, rank=acc.process_index)
+        acc = _accelerator(cfg) if full else (_SingleProcess() if world == 1 else _ProcessGroup())
+        if world == 1:
+            model, loss_fn, opt, sched = acc.prepare(self.model, self.loss_fn, opt, sched)
+        else:  # no DDP wrapper (the towers are called directly; gradients are averaged below) and the
+            # scheduler steps once per global batch (accelerate's would step once per process)
+            model, loss_fn = self.model.to(acc.device), self.loss_fn.to(acc.device)
+            opt = acc.prepare(opt)
+        cache = CachedLoss(loss_fn, cfg.mini_batch_size) if cfg.mini_batch_size else None
+        stream = self.batches(start)
         model.train()
         history: list[dict[str, float]] = list(saved.get("history", []))  # a resumed run's history is whole
         window: list[float] = []
@@ -272,21 +304,27 @@ class ContrastiveTrainer:
         label = f"train {cfg.method}" + (" (full)" if full else "")
         with progress(label, cfg.steps - start, unit="step") as advance:
             for step in range(start, cfg.steps):
-                ids = next(stream)
+                batch = next(stream)
+                ids = shard(batch, rank, world)  # this process's slice of the global batch
                 idx = torch.tensor(ids)
-                extras = self.loss_extras(idx)
-                with acc.autocast():
-                    a, b = self._features(self.model, ids, idx, acc.device)
-                    loss = loss_fn(a, b, **{k: v.to(acc.device) for k, v in extras.items()})
-                opt.zero_grad(set_to_none=True)
-                acc.backward(loss)
+                extras = {k: v.to(acc.device) for k, v in self.loss_extras(idx).items()}
+                if cache is None:
+                    with acc.autocast():
+                        a, b = self._features(self.model, ids, idx, acc.device)
+                        loss = loss_fn(a, b, **extras)
+                    opt.zero_grad(set_to_none=True)
+                    acc.backward(loss)
+                else:  # GradCache: embed in mini-batches, backward inside
+                    opt.zero_grad(set_to_none=True)
+                    loss = cache.backward(self._embedder(ids, idx, acc), len(ids), backward=acc.backward, **extras)
+                dist_.average_gradients(params)  # nothing on one process
                 if cfg.grad_clip > 0:
                     acc.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
                 sched.step()
-                window.append(loss.item())
+                window.append(dist_.mean_over_processes(loss).item())  # the global batch's loss
                 if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                    for k, v in self.batch_stats(idx, extras).items():
+                    for k, v in self.batch_stats(torch.tensor(batch)).items():
                         stats_acc[k] = v
                     loss_value = float(np.mean(window))
                     lrs = sched.get_last_lr()
@@ -302,14 +340,26 @@ class ContrastiveTrainer:
         seconds = time.perf_counter() - t0
         done = cfg.steps - start
         if done > 0:
-            throughput = done * cfg.batch_size * acc.num_processes / max(seconds, 1e-9)
+            throughput = done * cfg.batch_size / max(seconds, 1e-9)  # batch_size: the global batch
             if acc.is_main_process:
                 self._save_checkpoint(cfg.steps, opt, sched, {"final_loss": loss_value, "history": history,
                                                               "samples_per_s": throughput, "seconds": seconds})  # fmt: skip
         else:  # the run had finished: report its figures, not this call's (nothing trained)
             throughput, seconds = float(saved.get("samples_per_s", 0.0)), float(saved.get("seconds", 0.0))
         self.model = self.model.cpu().eval()
+        if owns_group:
+            _barrier()  # rank 0's last checkpoint is written before any process moves on
+            dist_.destroy_process_group()
         return TrainResult(cfg.steps, loss_value, throughput, seconds, self.ckpt_dir, history)
+
+    def _embedder(self, ids: list[int], idx: torch.Tensor, acc: Any) -> Any:
+        """GradCache's embedding function: rows of this process's batch -> both sides' embeddings."""
+
+        def embed(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            with acc.autocast():
+                return self._features(self.model, ids[rows], idx[rows], acc.device)
+
+        return embed
 
 
 class _SingleProcess:
@@ -320,8 +370,9 @@ class _SingleProcess:
     num_processes = 1
     is_main_process = True
 
-    def prepare(self, *objects: Any) -> tuple[Any, ...]:
-        return objects
+    def prepare(self, *objects: Any) -> Any:
+        """The objects as they are (one object alone, like ``Accelerator.prepare``)."""
+        return objects[0] if len(objects) == 1 else objects
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
@@ -331,6 +382,44 @@ class _SingleProcess:
 
     def clip_grad_norm_(self, params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+class _ProcessGroup(_SingleProcess):
+    """The frozen mode's stand-in under several processes: CPU, gloo, nothing wrapped (gradients are
+    averaged by the loop)."""
+
+    def __init__(self) -> None:
+        self.process_index = dist_.rank()
+        self.num_processes = dist_.world_size()
+        self.is_main_process = self.process_index == 0
+
+
+def _join_process_group(cfg: TrainConfig) -> bool:
+    """Under ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE`` > 1): join the process group (nccl
+    for full mode on CUDA, else gloo) and check that the global batch splits evenly. True when this
+    call created the group (the trainer then destroys it at the end)."""
+    world = dist_.launched_world_size()
+    if world <= 1:
+        return False
+    if cfg.batch_size % world:
+        raise ConfigError(f"{cfg.batch_size} is the global batch and must be a multiple of the number of processes "
+                          f"({world})", field="train.batch_size")  # fmt: skip
+    if dist_.is_distributed():
+        return False
+    backend = "nccl" if cfg.mode == "full" and torch.cuda.is_available() else "gloo"
+    return dist_.init_process_group(backend)
+
+
+def is_main_process() -> bool:
+    """True except in the processes other than rank 0 of a ``torchrun`` / ``accelerate launch`` run
+    (read from the launcher's ``RANK``, so it holds before the process group exists): only the main
+    process tracks to MLflow and writes outputs."""
+    return dist_.launched_rank() == 0
+
+
+def _barrier() -> None:
+    if dist_.is_distributed():
+        torch.distributed.barrier()
 
 
 def _accelerator(cfg: TrainConfig) -> Any:

@@ -146,6 +146,7 @@ def test_writable_text_keeps_pairs_and_replaces_lone_surrogates():
 
 def test_surrogate_answer_survives_the_extract_stage_parquet_write(tmp_path, monkeypatch, cfg):
     """A lone surrogate in a model answer used to crash ``attributes.parquet``; it now comes back as U+FFFD."""
+    import contextlib
     import sys
     import types
 
@@ -169,7 +170,8 @@ def test_surrogate_answer_survives_the_extract_stage_parquet_write(tmp_path, mon
             return [mllm_extractor.Generation(it.listing_id, answers[it.listing_id], 0.1, False) for it in items]
 
     fake_models = types.ModuleType("afmrl.models.mllm")  # the real one imports transformers (~10 s)
-    fake_models.load_mllm = lambda *a, **k: types.SimpleNamespace(fingerprint="fake")
+    fake_models.load_mllm = lambda *a, **k: types.SimpleNamespace(fingerprint="fake", model=None)
+    fake_models.cpu_threads_for = lambda *a, **k: contextlib.nullcontext()
     monkeypatch.setitem(sys.modules, "afmrl.models.mllm", fake_models)
     monkeypatch.setattr(mllm_extractor, "MLLMExtractor", FakeExtractor)
     run_cfg = load_config(None, ["tracking.enabled=false", "attributes.backend=mllm",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from afmrl.config import GateRule
+from afmrl.errors import DataError
 from afmrl.stages import promote
 from afmrl.tracking.promotion import evaluate_gate, paired_bootstrap
 
@@ -53,7 +55,7 @@ def rescored(monkeypatch):
     candidate's queries (the real re-scoring is tested on a real catalogue below)."""
     figures: dict[int, tuple[float, float]] = {}
 
-    def fake(cfg, report, version, report_path):
+    def fake(cfg, report, version, report_path, catalog_dir=None):
         r1, map10 = figures[version]
         return {"listing_R@1": r1, "listing_mAP@10": map10}, _per_query(r1, map10)
 
@@ -194,6 +196,22 @@ def test_champion_is_rescored_on_the_same_queries(store_cfg, encoder_dir, tiny_c
     assert doc["n_queries"] == n and doc["intervals"] == {"listing_R@1": [0.0, 0.0], "listing_mAP@10": [0.0, 0.0]}
     assert "lower bound exceeds" in doc["reasons"][0]
     assert doc["rows"]["champion"] == doc["rows"]["candidate"]  # re-scored by the same code: the same figures
+
+    # the next evaluation carries the champion's row beside the candidate's and the zero-shot one
+    ev2 = evaluate.run(cfg, tiny_catalog, encoder_dir, tmp_path / "eval2")
+    rows = json.loads(ev2.report_path.read_text())["rows"]
+    assert rows["champion"]["version"] == 2
+    assert rows["champion"]["listing_R@1"] == rows["candidate"]["listing_R@1"]  # the same encoder, same queries
+    # the catalogue handed over where the report's path is not readable (a Kubeflow pod): re-scored on it
+    moved = tmp_path / "moved-catalogue"
+    shutil.copytree(tiny_catalog, moved)
+    doc2 = json.loads(ev2.report_path.read_text())
+    doc2["catalog"]["path"] = str(tmp_path / "gone")
+    (tmp_path / "elsewhere.json").write_text(json.dumps(doc2))
+    with pytest.raises(DataError, match="is not there"):
+        promote.run(cfg, encoder_dir, tmp_path / "elsewhere.json", tmp_path / "p3")
+    handed = promote.run(cfg, encoder_dir, tmp_path / "elsewhere.json", tmp_path / "p4", catalog=moved)
+    assert handed.rows["champion"] == handed.rows["candidate"]
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import math
 import re
 from pathlib import Path
 
+from afmrl.catalog.sources import read_bytes, redact_uri
 from afmrl.errors import DataError
 
 _SURROGATES = re.compile("[\udc80-\udcff]")
@@ -15,7 +16,8 @@ _NUMBER = re.compile(r"[-+]?\d[\d.,]*(?:[eE][-+]?\d+)?")
 
 
 def read_csv_records(path: str | Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """``(header, [(line, record), ...])`` of a CSV with a header; quoted fields may span lines.
+    """``(header, [(line, record), ...])`` of a CSV with a header (a local path or an fsspec URI);
+    quoted fields may span lines.
 
     ``line`` is the physical line the record starts on (the header is line 1), so a record after a
     multi-line quoted field still names the line an editor shows. Bytes that are not UTF-8 are kept
@@ -25,17 +27,15 @@ def read_csv_records(path: str | Path) -> tuple[list[str], list[tuple[int, dict[
     record spanning several lines whose field count differs from the header's (an opening quote
     closed by some later row's quote: the rows between were merged into one).
     """
-    p = Path(path)
-    if not p.exists():
-        raise DataError("file not found", file=str(p))
-    text = p.read_bytes().decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+    p = redact_uri(path)  # the name errors give (a URI without its credentials)
+    text = read_bytes(path).decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
     lines = list(io.StringIO(text, newline=""))  # physical lines, as the csv reader counts them
     reader = csv.reader(iter(lines))
     header = next(reader, [])
     if not header:
-        raise DataError("empty CSV (no header)", file=str(p))
+        raise DataError("empty CSV (no header)", file=p)
     if reader.line_num > 1 and _ends_inside_quotes(text):
-        raise DataError("a quote opened in the header is never closed", file=str(p), record="line 1")
+        raise DataError("a quote opened in the header is never closed", file=p, record="line 1")
     records: list[tuple[int, dict[str, str]]] = []
     end = reader.line_num
     try:
@@ -48,20 +48,20 @@ def read_csv_records(path: str | Path) -> tuple[list[str], list[tuple[int, dict[
                 raise DataError(
                     f"a quoted field is not closed where expected: lines {start}-{end} were read as one record "
                     f"of {len(row)} fields (the header has {len(header)}); check the quotes on line {start}",
-                    file=str(p), record=f"line {start}",
+                    file=p, record=f"line {start}",
                 )  # fmt: skip
             records.append((start, _as_record(header, row)))
     except csv.Error as exc:
         hint = " (a quote that is never closed?)" if "field larger than field limit" in str(exc) else ""
-        raise DataError(f"malformed CSV: {exc}{hint}", file=str(p), record=f"line {end + 1}") from exc
+        raise DataError(f"malformed CSV: {exc}{hint}", file=p, record=f"line {end + 1}") from exc
     if records and _ends_inside_quotes("".join(lines[records[-1][0] - 1 :])):
         raise DataError(
             f"a quote opened in the record on line {records[-1][0]} is never closed (the rest of the file, "
             f"lines {records[-1][0]}-{len(lines)}, would be one field)",
-            file=str(p), record=f"line {records[-1][0]}",
+            file=p, record=f"line {records[-1][0]}",
         )  # fmt: skip
     if not records:
-        raise DataError("no records: the CSV has a header and nothing else", file=str(p))
+        raise DataError("no records: the CSV has a header and nothing else", file=p)
     return header, records
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from afmrl.catalog import sources
 from afmrl.catalog.importers.text import clean_text, join_issues, parse_price, read_csv_records
 from afmrl.catalog.io import write_catalog
 from afmrl.catalog.schema import to_json
@@ -21,18 +22,19 @@ COLUMNS = ("id", "brand", "title", "description", "price", "pricecurrency", "clu
 
 
 def import_wdc_products(src: str | Path, out_dir: str | Path, split_cfg: SplitConfig) -> Path:
-    src = Path(src)
-    table = src / "tableA.csv" if src.is_dir() else src
+    """Import ``src`` (the folder holding tableA.csv or the CSV itself; a path or an fsspec URI)."""
+    table = sources.join(src, "tableA.csv") if sources.is_dir(src) else src
     header, records = read_csv_records(table)
+    shown = sources.redact_uri(table)
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise DataError(f"missing column(s) {missing}", file=str(table), field=missing[0])
+        raise DataError(f"missing column(s) {missing}", file=shown, field=missing[0])
     rows = []
     for n, r in records:  # n: the physical line the record starts on
         issues: list[str] = []
         offer_id = clean_text(r["id"], "id", issues)
         if not offer_id:
-            raise DataError("empty offer id", file=str(table), record=f"line {n}", field="id")
+            raise DataError("empty offer id", file=shown, record=f"line {n}", field="id")
         brand = clean_text(r["brand"], "brand", issues)
         attrs = to_json({"brand": brand} if brand else {})
         rows.append({
@@ -48,4 +50,6 @@ def import_wdc_products(src: str | Path, out_dir: str | Path, split_cfg: SplitCo
             "import_issues": join_issues(issues),
         })  # fmt: skip
     listings = assign_splits(pd.DataFrame(rows).assign(split=None), split_cfg)
-    return write_catalog(listings, out_dir, meta={"name": "wdc-products", "source": str(table.resolve())})
+    local = sources.local_path(table)
+    origin = str(local.resolve()) if local is not None else shown
+    return write_catalog(listings, out_dir, meta={"name": "wdc-products", "source": origin})

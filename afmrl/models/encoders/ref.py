@@ -93,7 +93,9 @@ def resolve(ref: str | Path, tracking: TrackingConfig | None = None, enc: Encode
     if is_mlflow_uri(text):
         import mlflow
 
-        mlflow.set_tracking_uri((tracking or TrackingConfig()).resolved_uri())
+        uri = (tracking or TrackingConfig()).resolved_uri()
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)  # models:/ reads the registry: never one another store left set
         tmp = Path(tempfile.mkdtemp(prefix="afmrl-encoder-"))
         try:
             root = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=str(tmp)))
