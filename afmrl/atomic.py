@@ -64,3 +64,17 @@ def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = 2, sor
         json.dump(obj, fh, indent=indent, sort_keys=sort_keys, default=default, ensure_ascii=ensure_ascii)
         fh.write("\n")
     return path
+
+
+def copy_folder_atomic(src: str | Path, dst: str | Path) -> Path:
+    """A copy of the folder ``src`` at ``dst``, replacing what was there: whole or absent (copied under a
+    temporary name beside ``dst``, then renamed)."""
+    import shutil
+
+    dst = Path(dst)
+    tmp = dst.with_name(dst.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    return dst

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from afmrl.config import Config, IndexConfig, is_lite_uri
+from afmrl.environment import temporary_env
 from afmrl.errors import AfmrlError, ConfigError
 
 MAX_TOP_K = 16384  # Milvus's limit on limit (+ offset)
@@ -140,18 +141,9 @@ def import_pymilvus():
     if "pymilvus" not in sys.modules:
         for key, value in _GRPC_QUIET.items():
             os.environ.setdefault(key, value)
-        with _import_lock:
-            saved = {k: os.environ.get(k) for k in _PYMILVUS_ENV}
-            try:
-                for k in _PYMILVUS_ENV:  # empty, not absent: pymilvus's load_dotenv() must not fill them from a .env
-                    os.environ[k] = ""
-                import pymilvus as module  # noqa: F401
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
+        # empty, not absent: pymilvus's load_dotenv() must not fill them from a .env
+        with _import_lock, temporary_env(dict.fromkeys(_PYMILVUS_ENV, "")):
+            import pymilvus as module  # noqa: F401
     import pymilvus as module
 
     return module

@@ -142,7 +142,7 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path, model: str | 
     stated = [parse_json_object(x, record=lid) for x, lid in zip(df["attributes"], df["listing_id"], strict=True)]
     refs = [parse_json_object(x, record=lid, field="reference_attributes")
             for x, lid in zip(df["reference_attributes"], df["listing_id"], strict=True)]  # fmt: skip
-    rows, model = (_rules if a.backend == "rules" else _mllm)(cfg, catalog, df, keys)
+    rows, used = (_rules if a.backend == "rules" else _mllm)(cfg, catalog, df, keys)  # used: the model's reference
     finals = []
     for r, provided in zip(rows, stated, strict=True):
         final = dict(r["extracted"])
@@ -153,7 +153,7 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path, model: str | 
         "listing_id": df["listing_id"], "raw": [r["raw"] for r in rows], "attributes": [to_json(f) for f in finals],
         "extracted": [to_json(r["extracted"]) for r in rows], "valid": [bool(r["valid"]) for r in rows],
         "reason": [r["reason"] for r in rows], "seconds": [float(r["seconds"]) for r in rows],
-        "backend": a.backend, "model": model, "cached": [bool(r["cached"]) for r in rows],
+        "backend": a.backend, "model": used, "cached": [bool(r["cached"]) for r in rows],
     })  # fmt: skip
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,18 +172,18 @@ def run(cfg: Config, catalog_dir: str | Path, out_dir: str | Path, model: str | 
         metrics["extracted"] = evaluate_attributes([rows[i]["extracted"] for i in has_ref],
                                                    [refs[i] for i in has_ref], valid=valid, keys=keys)  # fmt: skip
     report = {
-        "catalog": str(catalog_dir), "backend": a.backend, "model": model, "keys": keys, "listings": len(table),
+        "catalog": str(catalog_dir), "backend": a.backend, "model": used, "keys": keys, "listings": len(table),
         "generated": generated, "cache_hits": len(table) - generated,
         "valid_json_rate": float(table["valid"].mean()), "generation_seconds": gen_seconds,
         "listings_per_s": generated / gen_seconds if gen_seconds > 0 else None,
         "seconds": round(time.perf_counter() - started, 3), "metrics": metrics, "round": round_,
-        "extractor": extractor_info(cfg.mllm.model) if a.backend == "mllm" else {"model": model, "registered": None},
+        "extractor": extractor_info(cfg.mllm.model) if a.backend == "mllm" else {"model": used, "registered": None},
     }  # fmt: skip
     report_path = out / REPORT_FILE
     write_json_atomic(report_path, report)
     with stage_run(cfg.tracking, "extract", tags={"afmrl.backend": a.backend, "afmrl.round": str(round_)}) as run_:
         run_.log_config(cfg, ("attributes", "mllm") if a.backend == "mllm" else ("attributes",),
-                        catalog=str(catalog_dir), model=model, keys=keys)  # fmt: skip
+                        catalog=str(catalog_dir), model=used, keys=keys)  # fmt: skip
         logged = {"listings": len(table), "generated": generated, "cache_hits": report["cache_hits"],
                   "valid_json_rate": report["valid_json_rate"]}  # fmt: skip
         if report["listings_per_s"]:

@@ -15,12 +15,11 @@ lineage, attribute micro F1 where reference attributes exist), ``encoder`` (fold
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from afmrl.atomic import write_json_atomic
+from afmrl.atomic import copy_folder_atomic, write_json_atomic
 from afmrl.config import Config
 from afmrl.errors import ConfigError, DataError, read_json_file
 from afmrl.models.encoders import load_encoder
@@ -47,14 +46,6 @@ class SelectResult:
         for r in self.rounds:
             out[f"round{r['round']}_{r['select']['metric']}"] = float(r["select"]["value"])
         return out
-
-
-def _copy_folder(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    shutil.rmtree(dst, ignore_errors=True)
-    tmp.rename(dst)  # whole or absent
 
 
 def _training(round_dir: Path, position: int) -> dict[str, Any]:
@@ -86,7 +77,7 @@ def run(cfg: Config, catalog_dir: str | Path, round_dirs: list[str | Path], out_
         result, split = evaluate(rcfg, catalog_dir, model, cache_dir or out / "feature-cache")
         metric = primary_metric(result.metrics)
         rel = Path(str(record["round"])) / "encoder"
-        _copy_folder(folder / "encoder", out / ROUNDS_DIR / rel)
+        copy_folder_atomic(folder / "encoder", out / ROUNDS_DIR / rel)
         rounds.append({**record, "encoder": {"path": str(rel), "digest": fingerprint(folder / "encoder", model.cfg),
                                              "source": str(folder / "encoder")},
                        "select": {"split": split, "metric": metric, "value": float(result.metrics[metric])}})  # fmt: skip
@@ -98,7 +89,7 @@ def run(cfg: Config, catalog_dir: str | Path, round_dirs: list[str | Path], out_
     best = max(rounds, key=lambda r: (r["select"]["value"], -r["round"]))  # a tie keeps the earlier round
     for r in rounds:
         r["selected"] = r is best
-    _copy_folder(out / ROUNDS_DIR / best["encoder"]["path"], out / "encoder")
+    copy_folder_atomic(out / ROUNDS_DIR / best["encoder"]["path"], out / "encoder")
     rounds_path = write_json_atomic(out / ROUNDS_DIR / ROUNDS_FILE, rounds, sort_keys=True)
     result = SelectResult(out / "encoder", rounds_path, rounds, int(best["round"]))
     with stage_run(cfg.tracking, "select", tags={"afmrl.selected_round": str(best["round"])}) as run_:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from afmrl.config import TrackingConfig
+from afmrl.environment import temporary_env
 from afmrl.errors import AfmrlError
 from afmrl.tracking.lock import holds_stores, pipeline_lock
 from afmrl.tracking.provenance import provenance_tags
@@ -118,17 +119,10 @@ def pipeline_run(cfg: Config, name: str = "pipeline", catalog: str | Path | None
             return
         pid = pipeline_run_id or os.environ.get(PIPELINE_ID_ENV) or new_pipeline_run_id(name)
         run_id = start_pipeline_run(cfg, name, catalog, pid)
-        saved = {k: os.environ.get(k) for k in (PARENT_RUN_ENV, PIPELINE_ID_ENV)}
-        os.environ[PARENT_RUN_ENV] = run_id
-        os.environ[PIPELINE_ID_ENV] = pid
         status = "FAILED"
         try:
-            yield run_id
+            with temporary_env({PARENT_RUN_ENV: run_id, PIPELINE_ID_ENV: pid}):
+                yield run_id
             status = None
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
             end_pipeline_run(cfg.tracking, run_id, status)

@@ -20,7 +20,6 @@ A champion without a figure for a gating metric blocks automatic promotion (a pe
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -155,20 +154,3 @@ def evaluate_gate(candidate: dict[str, Any], champion: dict[str, Any] | None, ru
     if failures:
         return GateOutcome(False, failures, checks)
     return GateOutcome(True, passes, checks)
-
-
-def recorded_metrics(client: Any, version: Any) -> dict[str, float]:
-    """The figures a registered version was promoted (or rejected) on: its ``afmrl.metrics`` tag, else
-    the metrics of the run that registered it (``@`` written as ``_at_`` there)."""
-    tag = (version.tags or {}).get(METRICS_TAG)
-    if tag:
-        try:
-            doc = json.loads(tag)
-        except json.JSONDecodeError:
-            doc = {}
-        if isinstance(doc, dict):
-            return {k: float(v) for k, v in doc.items() if _finite(v) is not None}
-    if version.run_id:
-        metrics = client.get_run(version.run_id).data.metrics
-        return {**metrics, **{k.replace("_at_", "@"): v for k, v in metrics.items()}}
-    return {}
