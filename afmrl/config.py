@@ -174,6 +174,8 @@ class EncoderConfig(Section):
     model: str | None = Field(None, description="hub id or folder for kind=clip / vlm2vec")
     dim: int = Field(256, ge=8)
     hidden: int = Field(512, ge=8, description="hidden width of the 2-layer projection heads")
+    head: Literal["mlp", "residual"] = Field("mlp", description="residual: x + MLP(x), last layer at zero (starts "
+                                             "at zero-shot); needs the text tower's width = dim")  # fmt: skip
     fusion: Literal["mean", "gate"] = "mean"
     image_size: int = Field(224, ge=32)
     max_tokens: int = Field(64, ge=8, description="text truncation (descriptions are cut first)")
@@ -188,7 +190,7 @@ class TrainConfig(Section):
 
     method: Literal["infonce", "gist", "agcl", "oracle"] = "agcl"
     mode: Literal["frozen", "full"] = Field("frozen", description="frozen: cached backbone features, heads only")
-    pairing: Literal["auto", "image_text", "title_description", "same_product"] = "auto"
+    pairing: Literal["auto", "image_text", "title_description", "same_product", "photo_catalogue"] = "auto"
     steps: int = Field(300, ge=1)
     batch_size: int = Field(64, ge=2, description="the global batch (each of N processes takes batch_size / N)")
     lr: float = Field(1e-3, gt=0)
@@ -206,6 +208,11 @@ class TrainConfig(Section):
     tau_fn: float = Field(1.0, ge=0, le=1, description="AGCL: similarity from which a negative is a false negative")
     beta: float = Field(2.0, ge=1, description="AGCL: weight of hard negatives in the denominator")
     fn_as_positive: bool = Field(False, description="AGCL: count false negatives as extra positives")
+    positive_weight: float = Field(1.0, gt=0, le=1, description="AGCL with fn_as_positive: a false negative's "
+                                   "weight in the numerator (1: a full positive)")  # fmt: skip
+    intra_modal: bool = Field(False, description="AGCL: image-image / text-text negatives beside the cross-modal ones")
+    agcl_guide: bool = Field(False, description="AGCL: also mask what GIST's zero-shot guide rates closer than the "
+                             "positive (margin train.gist_margin)")  # fmt: skip
     attribute_weights: dict[str, float] = Field(default_factory=dict, description="per-key weights (default 1)")
     min_shared_keys: int = Field(2, ge=1, description="AGCL: keys both listings must state to be compared")
     gist_margin: float = Field(0.0, ge=0)
@@ -399,9 +406,9 @@ SFT_TRL_DEFAULTS: dict[str, Any] = {
     "learning_rate": 2e-4, "lr_scheduler_type": "constant_with_warmup", "warmup_steps": 0, "logging_steps": 1,
     "max_length": None, "completion_only_loss": True,
 }  # fmt: skip
-RAR_TRL_DEFAULTS: dict[str, Any] = {
-    "num_generations": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_steps": 20,
-    "learning_rate": 5e-5, "beta": 0.04, "temperature": 1.0, "top_p": 1.0, "max_completion_length": 64,
+RAR_TRL_DEFAULTS: dict[str, Any] = {  # 8 prompts per step: 32 completions = 8 groups of 4
+    "num_generations": 4, "per_device_train_batch_size": 32, "gradient_accumulation_steps": 1, "max_steps": 12,
+    "learning_rate": 1e-3, "beta": 0.04, "temperature": 1.0, "top_p": 1.0, "max_completion_length": 64,
     "loss_type": "dapo", "logging_steps": 1, "log_completions": False,
 }  # fmt: skip
 # trl fields afmrl sets itself: the key -> where it comes from
@@ -445,15 +452,28 @@ class RARConfig(Section):
     """Retrieval-Augmented Reinforcement (``afmrl models rar``): GRPO + LoRA on the extractor."""
 
     target: Literal["self", "product"] = Field("product", description="self: own image; product: same product_id")
-    gallery_modality: Literal["image", "text", "listing"] = "text"
-    gallery_splits: list[str] = Field(["train", "gallery"], description="gallery listings (target=product)")
-    gallery_size: int | None = Field(2000, ge=2, description="cap on gallery listings (distractors sampled)")
-    gallery_attributes: Literal["provided", "none"] = Field("provided", description="attributes in gallery texts")
+    query_modality: Literal["auto", "text", "listing"] = Field(
+        "auto", description="auto/listing: a listing's photo fused with its enhanced text (text alone without one)")
+    gallery_modality: Literal["image", "text", "listing"] = "listing"
+    gallery_splits: list[str] | None = Field(None, description="gallery listings (target=product); null: the "
+                                             "catalogue's `gallery` listings where it has them, else rar.splits")  # fmt: skip
+    gallery_size: int | None = Field(512, ge=2, description="cap on gallery listings (distractors sampled)")
+    gallery_attributes: Literal["provided", "none"] = Field(
+        "provided", description="gallery texts: shop-stated attributes (never reference_attributes) or none")
     splits: list[str] = Field(["train"], description="prompt listings")
-    max_prompts: int | None = Field(None, ge=1)
+    max_prompts: int | None = Field(128, ge=1, description="prompt listings sampled (seeded); their products' "
+                                    "gallery listings are always in the gallery")  # fmt: skip
     retrieval_weight: float = Field(1.0, ge=0)
     format_weight: float = Field(0.2, ge=0)
     margin_weight: float = Field(0.5, ge=0, description="similarity-margin term that grades equal ranks")
+    invalid_reward: float = Field(-1.5, lt=-1, description="retrieval reward of an empty or unparseable answer: "
+                                  "below the -1 floor of any parseable one")  # fmt: skip
+    patience: int = Field(5, ge=0, description="stop when the mean reward has not improved for this many logged "
+                          "steps (0: never)")  # fmt: skip
+    min_delta: float = Field(0.01, ge=0, description="smallest reward gain that resets the patience")
+    heldout_split: str | None = Field("val", description="reward alignment check (reward vs attribute F1) on "
+                                      "this split after training; null: skipped")  # fmt: skip
+    heldout_listings: int = Field(32, ge=2, description="held-out listings sampled for the alignment check")
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)

@@ -30,7 +30,8 @@ def test_grocery_store_counts_and_attributes(tmp_path):
     assert all((cat.image_root / p).is_file() for p in df["image"].sample(50, random_state=0))
     milk = df[df["listing_id"] == "gs-catalogue-Arla-Ecological-Medium-Fat-Milk"].iloc[0]
     attrs = json.loads(milk["attributes"])
-    assert attrs["brand"] == "Arla" and attrs["product_type"] == "milk" and attrs["coarse_class"] == "Milk"
+    assert attrs["brand"] == "Arla" and attrs["product_type"] == "milk" and "coarse_class" not in attrs
+    assert json.loads(milk["reference_attributes"])["coarse_class"] == "Milk"  # the class ids: evaluation only
     assert milk["description"].startswith("Fresh skimmed Milk")
     juice = json.loads(df[df["product_id"] == "God-Morgon-Orange-Juice"]["attributes"].iloc[0])
     assert juice["brand"] == "God Morgon"

@@ -4,7 +4,7 @@
 |-----------------------|-----------------|--------------------------------------------------------------------|
 | listing_id            | string, unique  | the listing (offer, photo, catalogue entry)                        |
 | product_id            | string or null  | identical-product group; null for unlabeled data                   |
-| title                 | string          | listing title (required, checked by the validation gate)           |
+| title                 | string or null  | listing title (required unless a bare photo: image, no description)|
 | description           | string or null  | free text                                                          |
 | image                 | string or null  | image path relative to the catalogue's image root (POSIX, no '..') |
 | category              | string or null  | product category                                                   |
@@ -13,7 +13,8 @@
 | source                | string          | where the listing came from (importer or seller feed name)         |
 | attributes            | string (JSON)   | provided attributes, a JSON object (seller-given or from the data) |
 | reference_attributes  | string (JSON)   | ground truth for attribute evaluation only, never used to train    |
-| split                 | string or null  | train / val / test, or gallery (reference listings for every split)|
+| split                 | string or null  | train / val / test, gallery (reference listings for every split),  |
+|                       |                 | or unused (held out of training and evaluation: product-disjoint)  |
 | import_issues         | string or null  | problems the importer found (e.g. undecodable bytes), for the gate |
 
 The table is ``listings.parquet`` in the catalogue folder; ``catalog.json`` beside it records the
@@ -32,7 +33,7 @@ import pyarrow as pa
 from afmrl.errors import DataError
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test", "gallery")
+SPLITS = ("train", "val", "test", "gallery", "unused")
 
 SCHEMA = pa.schema(
     [

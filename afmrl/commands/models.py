@@ -52,8 +52,9 @@ def rar_cmd(
     catalog: Annotated[Path, typer.Argument(help="catalogue folder (validated)")],
     base: Annotated[str, typer.Option(help="extractor to reinforce")] = "outputs/models/sft",
     encoder: Annotated[
-        str, typer.Option(help="frozen reward encoder: an encoder folder (afmrl train) or 'pretrained'")
-    ] = "outputs/train/encoder",
+        str | None, typer.Option(help="frozen reward encoder: the train stage's encoder folder, a models:/ URI or "
+                                 "'pretrained'; default: the registry's champion (models:/afmrl-encoder@champion)")
+    ] = None,
     out: Annotated[Path, typer.Option(help="output folder: adapter/, merged model, rar.json")] = Path(
         "outputs/models/rar"
     ),

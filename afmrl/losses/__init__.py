@@ -9,9 +9,10 @@ them on a large batch in small memory.
 
 from afmrl.losses.agcl import AGCLLoss, agcl_weights
 from afmrl.losses.cached import CachedLoss
-from afmrl.losses.core import Temperature, weighted_contrastive
+from afmrl.losses.core import Temperature, weighted_contrastive, weighted_contrastive_blocks
 from afmrl.losses.gist import GISTLoss
 from afmrl.losses.infonce import InfoNCELoss
 from afmrl.losses.oracle import OracleLoss
 
-__all__ = ["AGCLLoss", "CachedLoss", "GISTLoss", "InfoNCELoss", "OracleLoss", "Temperature", "agcl_weights", "weighted_contrastive"]
+__all__ = ["AGCLLoss", "CachedLoss", "GISTLoss", "InfoNCELoss", "OracleLoss", "Temperature", "agcl_weights", "weighted_contrastive",
+           "weighted_contrastive_blocks"]

@@ -18,6 +18,25 @@ For i != j, with thresholds tau_hard <= tau_fn and weight beta >= 1:
 averaged over i and over both directions (a->b and b->a). When no pair is comparable (or no pair
 reaches tau_hard) every w_ij = 1 and AGCL equals InfoNCE (tested).
 
+Two levers, off by default (then the loss is exactly the one above):
+
+- ``positive_weight`` rho in (0, 1] (with ``fn_as_positive``): a false negative counts in the
+  numerator with weight rho, the pair i itself with weight 1 (attribute agreement as a weaker
+  positive than identity):
+
+      L_i = -log( (e^{s_ii/tau} + rho sum_{j in F_i} e^{s_ij/tau})
+                  / (e^{s_ii/tau} + rho sum_{j in F_i} e^{s_ij/tau} + sum_{j not in P_i} w_ij e^{s_ij/tau}) )
+
+- ``intra_modal``: the a->b direction's candidates also hold every a_j (j != i), the b->a
+  direction's every b_j, under the same w_ij (hard negatives weighted beta, false negatives masked,
+  or positives of weight rho with ``fn_as_positive``): the image-image and text-text terms next to the
+  cross-modal one, in the same softmax (sentence-transformers' GISTEmbedLoss contrasts anchors and
+  positives so too).
+- ``guide_margin`` m (not None): GIST's filter on top, with the zero-shot guide embeddings
+  ``guide_a`` / ``guide_b``: w_ij = 0 also where the guide rates j closer to i than i's own positive
+  (g(a_i, b_j) > g(a_i, b_i) - m, or the same seen from b_j: :func:`afmrl.losses.gist.guide_negative_mask`),
+  the attribute weights elsewhere.
+
 Instead of the pairwise matrices, pass the per-item ``attr_codes`` (B, k) (-1: key not stated) with
 ``attr_key_weights`` (k,) (``afmrl.attributes.similarity.attribute_codes``): the loss computes the
 similarity itself (``min_shared_keys`` keys in common to compare). Across processes this is the form
@@ -31,6 +50,9 @@ Example::
     loss = AGCLLoss(tau_hard=0.5, tau_fn=1.0, beta=2.0)(img, txt, attr_sim=sim, attr_comparable=comparable)
     # or, per item (gathered across processes):
     loss = AGCLLoss(min_shared_keys=2)(img, txt, attr_codes=torch.from_numpy(codes), attr_key_weights=torch.from_numpy(w))
+    # weighted positives and intra-modal terms
+    loss = AGCLLoss(fn_as_positive=True, positive_weight=0.5, intra_modal=True)(img, txt, attr_sim=sim,
+                                                                                attr_comparable=comparable)
 """
 
 from __future__ import annotations
@@ -39,8 +61,9 @@ import torch
 from torch import nn
 
 from afmrl.attributes.similarity import similarity_from_codes
-from afmrl.losses.core import Temperature, weighted_contrastive
+from afmrl.losses.core import Temperature, weighted_contrastive, weighted_contrastive_blocks
 from afmrl.losses.distributed import gather_items
+from afmrl.losses.gist import guide_negative_mask
 
 
 def agcl_weights(attr_sim: torch.Tensor, comparable: torch.Tensor, tau_hard: float, tau_fn: float,
@@ -60,17 +83,23 @@ def agcl_weights(attr_sim: torch.Tensor, comparable: torch.Tensor, tau_hard: flo
 class AGCLLoss(nn.Module):
     def __init__(self, temperature: float = 0.05, learnable: bool = True, tau_hard: float = 0.5,
                  tau_fn: float = 1.0, beta: float = 2.0, fn_as_positive: bool = False,
-                 min_shared_keys: int = 2) -> None:  # fmt: skip
+                 min_shared_keys: int = 2, positive_weight: float = 1.0, intra_modal: bool = False,
+                 guide_margin: float | None = None) -> None:  # fmt: skip
         super().__init__()
         if tau_hard > tau_fn:
             raise ValueError(f"tau_hard ({tau_hard}) must be <= tau_fn ({tau_fn})")
+        if not 0 < positive_weight <= 1:
+            raise ValueError(f"positive_weight must be in (0, 1], got {positive_weight}")
         self.temperature = Temperature(temperature, learnable)
         self.tau_hard, self.tau_fn, self.beta, self.fn_as_positive = tau_hard, tau_fn, beta, fn_as_positive
         self.min_shared_keys = min_shared_keys
+        self.positive_weight, self.intra_modal = positive_weight, intra_modal
+        self.guide_margin = guide_margin
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, *, attr_sim: torch.Tensor | None = None,
                 attr_comparable: torch.Tensor | None = None, attr_codes: torch.Tensor | None = None,
-                attr_key_weights: torch.Tensor | None = None, **_: object) -> torch.Tensor:  # fmt: skip
+                attr_key_weights: torch.Tensor | None = None, guide_a: torch.Tensor | None = None,
+                guide_b: torch.Tensor | None = None, **_: object) -> torch.Tensor:  # fmt: skip
         if attr_codes is not None:
             if attr_key_weights is None:
                 raise ValueError("attr_codes needs attr_key_weights (one weight per attribute key)")
@@ -79,5 +108,13 @@ class AGCLLoss(nn.Module):
         elif attr_sim is None or attr_comparable is None:
             raise ValueError("AGCL needs attr_sim and attr_comparable, or attr_codes and attr_key_weights")
         w, fn = agcl_weights(attr_sim, attr_comparable, self.tau_hard, self.tau_fn, self.beta)
-        return weighted_contrastive(a, b, self.temperature(), weights=w.to(a.dtype),
-                                    positives=fn if self.fn_as_positive else None)  # fmt: skip
+        if self.guide_margin is not None:
+            if guide_a is None or guide_b is None:
+                raise ValueError("AGCL with guide_margin needs guide_a and guide_b (the guide's embeddings)")
+            w = w * ~guide_negative_mask(gather_items(guide_a), gather_items(guide_b), self.guide_margin)
+        if not self.intra_modal and (self.positive_weight == 1.0 or not self.fn_as_positive):
+            return weighted_contrastive(a, b, self.temperature(), weights=w.to(a.dtype),
+                                        positives=fn if self.fn_as_positive else None)  # fmt: skip
+        pos_w = fn.to(a.dtype) * self.positive_weight if self.fn_as_positive else None
+        return weighted_contrastive_blocks(a, b, self.temperature(), weights=w.to(a.dtype), positive_weights=pos_w,
+                                           intra_modal=self.intra_modal)  # fmt: skip

@@ -9,6 +9,12 @@ and L = (mean_i L_i^{a->b} + mean_i L_i^{b->a}) / 2, where the b->a direction us
 logits and transposed weights/positives. Computed in log space (log w = -inf for masked pairs).
 With w = 1 everywhere and P_i = {i} this is CLIP's symmetric InfoNCE.
 
+Generalisations (:func:`weighted_contrastive_blocks`, :func:`block_direction`): positives with a
+weight p_ij in (0, 1] (the numerator sums p_ij exp(s_ij)), and candidates in several blocks: the
+cross-modal a b^T and the intra-modal a a^T (resp. b b^T for the b->a direction), each block with its
+own weights, all in one softmax per anchor. GIST's one-directional loss is one such direction with
+the blocks a b^T, a a^T, b b^T.
+
 Across processes (``torchrun`` / ``accelerate launch``, :mod:`afmrl.losses.distributed`): ``a`` and
 ``b`` are this process's rows; they are gathered with their gradient, ``weights`` / ``positives``
 are the *global* (N, N) matrices (N = world size x local rows; each loss builds them from gathered
@@ -94,3 +100,72 @@ def _distributed(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float, 
     ab = _direction(logits_ab, w[rows], p[rows] | eye)
     ba = _direction(logits_ba, w.T[rows], p.T[rows] | eye)
     return 0.5 * (ab + ba)
+
+
+Block = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def block_direction(blocks: list[Block]) -> torch.Tensor:
+    """One direction of a contrastive loss whose candidates come in several blocks (e.g. the cross
+    block a b^T and the intra-modal block a a^T), averaged over the anchor rows.
+
+    Each block is ``(logits, neg_weights, pos_weights)``, all (n, M_k) for the same n anchor rows:
+    a candidate with ``pos_weights > 0`` is a positive counted with that weight, every other one a
+    negative counted with ``neg_weights`` (0 masks it out). For anchor i:
+
+        L_i = -log( sum_pos p_ij e^{s_ij} / ( sum_pos p_ij e^{s_ij} + sum_neg w_ij e^{s_ij} ) )
+
+    over the candidates of every block. With one block, 0/1 positives and the diagonal positive this is
+    :func:`weighted_contrastive`'s direction; with 0/1 negative weights and one positive it is a
+    cross-entropy over the concatenated blocks with masked logits at -inf (sentence-transformers'
+    ``GISTEmbedLoss``)."""
+    pos_parts, neg_parts = [], []
+    for logits, neg_w, pos_w in blocks:
+        neg_inf = torch.finfo(logits.dtype).min
+        is_pos = pos_w > 0
+        log_p = torch.where(is_pos, pos_w.to(logits.dtype).clamp(min=1e-30).log(), torch.full_like(logits, neg_inf))
+        log_w = torch.where(neg_w > 0, neg_w.to(logits.dtype).clamp(min=1e-30).log(), torch.full_like(logits, neg_inf))
+        pos_parts.append((logits + log_p).masked_fill(~is_pos, neg_inf))
+        neg_parts.append((logits + log_w).masked_fill(is_pos, neg_inf))
+    pos = torch.cat(pos_parts, dim=1)
+    numerator = torch.logsumexp(pos, dim=1)
+    denominator = torch.logsumexp(torch.cat([pos, *neg_parts], dim=1), dim=1)
+    return (denominator - numerator).mean()
+
+
+def weighted_contrastive_blocks(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale: torch.Tensor | float,
+    weights: torch.Tensor | None = None,
+    positive_weights: torch.Tensor | None = None,
+    intra_modal: bool = False,
+) -> torch.Tensor:
+    """Symmetric weighted InfoNCE with weighted positives and, optionally, intra-modal negatives.
+
+    ``weights``: (N, N) negative weights (0 masks); ``positive_weights``: (N, N) >= 0, a pair with a
+    weight > 0 is an extra positive counted with that weight (the diagonal is always a positive of
+    weight 1). ``intra_modal``: the a->b direction also contrasts a_i with every a_j (j != i), the b->a
+    direction b_i with every b_j, with the same weights (so a pair masked or made positive across the
+    modalities is masked or made positive within each modality too). N is the global batch across
+    processes; each process averages over its local rows (:mod:`afmrl.losses.distributed`).
+    With ``positive_weights`` in {0, 1} and ``intra_modal=False`` it equals :func:`weighted_contrastive`."""
+    rows = local_rows(a.shape[0])
+    a_all, b_all = gather_with_grad(a), gather_with_grad(b)
+    n_all = a_all.shape[0]
+    for name, m in (("weights", weights), ("positive_weights", positive_weights)):
+        if m is not None and tuple(m.shape) != (n_all, n_all):
+            raise ValueError(f"{name}: expected the global ({n_all}, {n_all}) matrix, got {tuple(m.shape)}")
+    full_eye = torch.eye(n_all, dtype=torch.bool, device=a.device)
+    w = torch.ones(n_all, n_all, dtype=a.dtype, device=a.device) if weights is None else weights.to(a.dtype)
+    p = torch.zeros(n_all, n_all, dtype=a.dtype, device=a.device) if positive_weights is None \
+        else positive_weights.to(a.dtype)  # fmt: skip
+    p = torch.where(full_eye, torch.ones_like(p), p)
+    eye = full_eye[rows]
+    off = (~eye).to(a.dtype)
+    ab_blocks: list[Block] = [((a @ b_all.T) * scale, w[rows], p[rows])]
+    ba_blocks: list[Block] = [((b @ a_all.T) * scale, w.T[rows], p.T[rows])]
+    if intra_modal:  # the diagonal (the item itself) is neither a positive nor a negative
+        ab_blocks.append(((a @ a_all.T) * scale, w[rows] * off, p[rows] * off))
+        ba_blocks.append(((b @ b_all.T) * scale, w.T[rows] * off, p.T[rows] * off))
+    return 0.5 * (block_direction(ab_blocks) + block_direction(ba_blocks))

@@ -1,5 +1,6 @@
 """On-disk cache of backbone features, so frozen-backbone training and evaluation compute each
-image's and each text's tower features once (:func:`tower_features`).
+image's and each text's tower features once (:func:`tower_features`; a catalogue listing's are its
+image's and its text's, side by side: :func:`listing_features`).
 
 One ``.npz`` per (tower, settings) fingerprint holds the keys (content hashes) and the features;
 lookups compute only what is missing and append it. A cache file that cannot be read (truncated by a
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from afmrl.atomic import atomic_path
 from afmrl.digest import digest_bytes
@@ -96,9 +98,55 @@ def with_progress(compute: Callable[[list], np.ndarray], description: str, unit:
     return run
 
 
+def split_listing_features(model: DualEncoder, feats: Any) -> tuple[Any, Any]:
+    """(image part, text part) of ``listing`` features (numpy or torch rows ``[image | text]``); a
+    listing without an image has NaN in its image part."""
+    cut = int(model.image_tower.out_dim)
+    return feats[:, :cut], feats[:, cut:]
+
+
+def listing_image_features(model: DualEncoder, feats: Any) -> Any:
+    """The image backbone features inside ``listing`` features (NaN rows: listings without an image),
+    e.g. for a zero-shot guide that compares a photo with a catalogue listing's image."""
+    return split_listing_features(model, feats)[0]
+
+
+def fuse_listing(model: DualEncoder, img_feats: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
+    """A catalogue listing's embedding as evaluation embeds it (:func:`afmrl.retrieval.embed.embed_listings`):
+    its image backbone features projected (zero without an image: NaN features) and fused with its
+    projected text ``txt`` by :meth:`DualEncoder.fuse`."""
+    has = ~torch.isnan(img_feats).any(dim=1)
+    img = model.project_images(torch.nan_to_num(img_feats, nan=0.0))
+    img = torch.where(has.view(-1, 1), img, torch.zeros_like(img))
+    return model.fuse(img, txt, has)
+
+
+def project_listing_features(model: DualEncoder, feats: torch.Tensor) -> torch.Tensor:
+    """``listing`` backbone features (:func:`listing_features`) -> the fused listing embeddings."""
+    img, txt = split_listing_features(model, feats)
+    return fuse_listing(model, img, model.project_texts(txt))
+
+
+def listing_features(model: DualEncoder, inputs: list[tuple[str | None, str]], cache_dir: str | Path | None) -> np.ndarray:
+    """Backbone features of catalogue listings, ``inputs`` = (image path or None, text): the rows
+    ``[image features | text features]`` (:func:`split_listing_features`), image part NaN without an
+    image. Both parts come from (and fill) the image and text caches under their own keys, so a
+    listing's parts are exactly what evaluation embeds for it."""
+    texts = [t for _, t in inputs]
+    txt = tower_features(model, "text", texts, cache_dir)
+    has = [i for i, (img, _) in enumerate(inputs) if img is not None]
+    img = np.full((len(inputs), int(model.image_tower.out_dim)), np.nan, dtype=np.float32)
+    if has:
+        img[has] = tower_features(model, "image", [inputs[i][0] for i in has], cache_dir)
+    return np.concatenate([img, txt.astype(np.float32)], axis=1)
+
+
 def tower_features(model: DualEncoder, kind: str, inputs: list[Any], cache_dir: str | Path | None) -> np.ndarray:
-    """Backbone features of images or texts, through the on-disk cache (a bar over what is not cached)."""
+    """Backbone features of images, texts or listings (:func:`listing_features`), through the on-disk
+    cache (a bar over what is not cached)."""
     cfg = model.cfg
+    if kind == "listing":
+        return listing_features(model, inputs, cache_dir)
     if kind == "image":
         cache = FeatureCache(cache_dir, f"image-{cfg.image_model}-{cfg.image_size}")
         compute = with_progress(model.image_backbone, "features: images", "img", cfg.batch_size)

@@ -34,7 +34,7 @@ class Embeddings:
 
 def embed_listings(model: DualEncoder, catalog: Catalog, rows: pd.DataFrame, enc: EncoderConfig,
                    cache_dir: str | Path | None, zero_shot: bool = False) -> Embeddings:  # fmt: skip
-    attrs = listing_attributes(rows, enc)
+    attrs = listing_attributes(rows, enc, catalog.listings)  # rules: the lexicon of the training listings
     texts = listing_texts(rows, attrs, enc)
     txt_feats = torch.from_numpy(tower_features(model, "text", texts, cache_dir))
     has_image = rows["image"].notna().to_numpy().copy()

@@ -9,6 +9,8 @@ Tasks on the evaluation split S (queries and gallery from ``afmrl.catalog.splits
 - ``photo_to_train_catalogue``: S's photos (image) against the train photos (image) and the
   catalogue listings (fused): a gallery of other sessions' photos plus the shop catalogue.
 Relevant items: the gallery listings of the query's product. Per-category R@1 for ``listing``.
+Given each row's key attributes, every task is also scored on its hard slice (``{task}_hard_R@1``...:
+queries with a near-duplicate of another product in the gallery, ``afmrl.retrieval.hard_slice``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 from afmrl.catalog.splits import eval_roles
 from afmrl.errors import DataError
 from afmrl.retrieval.embed import Embeddings
+from afmrl.retrieval.hard_slice import hard_queries
 from afmrl.retrieval.metrics import retrieval_metrics, topk
 
 
@@ -32,6 +35,7 @@ class TaskData:
     relevant: np.ndarray
     query_categories: list
     query_rows: np.ndarray | None = None  # row numbers (in the evaluated frame) of the queries
+    hard: np.ndarray | None = None  # per query: in the hard slice (afmrl.retrieval.hard_slice)
 
 
 @dataclass
@@ -73,15 +77,29 @@ def _relevance(q_products: Sequence, g_products: Sequence) -> np.ndarray:
     return q[:, None] == g[None, :]
 
 
+def query_categories(listings: pd.DataFrame) -> list:
+    """Each row's category; a row without one (a shopper photo) takes its product's catalogue
+    (``gallery``) listing's category, so per-category figures cover photos too."""
+    cats = listings["category"].tolist()
+    gallery = listings[(listings["split"] == "gallery") & listings["category"].notna() & listings["product_id"].notna()]
+    by_product = dict(zip(gallery["product_id"], gallery["category"], strict=True))
+    return [c if c is not None and c == c else by_product.get(p) for c, p in zip(cats, listings["product_id"], strict=True)]
+
+
 def evaluate_embeddings(listings: pd.DataFrame, emb: Embeddings, split: str, ks: Sequence[int] = (1, 5, 10),
-                        seed: int = 0) -> EvalResult:  # fmt: skip
-    """``listings`` and ``emb`` rows are aligned (the rows that were embedded)."""
+                        seed: int = 0, key_attributes: list[dict] | None = None) -> EvalResult:  # fmt: skip
+    """``listings`` and ``emb`` rows are aligned (the rows that were embedded). ``key_attributes`` (one dict per
+    row, :func:`afmrl.retrieval.hard_slice.key_attributes`): also score each task's hard slice
+    (``{task}_hard_R@1``...)."""
+    if key_attributes is not None and len(key_attributes) != len(listings):
+        raise DataError(f"key_attributes has {len(key_attributes)} rows for {len(listings)} listings",
+                        field="key_attributes")  # fmt: skip
     df = listings.reset_index(drop=True)
     roles = eval_roles(df, split, seed).to_numpy()
     q_idx = np.flatnonzero(roles == "query")
     g_idx = np.flatnonzero(roles == "gallery")
     products = df["product_id"].tolist()
-    cats = df["category"].tolist()
+    cats = query_categories(df)
     metrics: dict[str, float] = {}
     tasks: list[TaskData] = []
 
@@ -93,7 +111,12 @@ def evaluate_embeddings(listings: pd.DataFrame, emb: Embeddings, split: str, ks:
         sim[same] = -np.inf  # a query never retrieves itself
         rel = _relevance([products[i] for i in q_rows], [products[i] for i in g_rows]) & ~same
         metrics.update(retrieval_metrics(sim, rel, ks, prefix=f"{name}_"))
-        tasks.append(TaskData(name, sim, rel, [cats[i] for i in q_rows], q_rows))
+        hard = None
+        if key_attributes is not None:
+            hard = hard_queries([key_attributes[i] for i in q_rows], [key_attributes[i] for i in g_rows], ~rel & ~same)
+            if hard.any():
+                metrics.update(retrieval_metrics(sim[hard], rel[hard], ks, prefix=f"{name}_hard_"))
+        tasks.append(TaskData(name, sim, rel, [cats[i] for i in q_rows], q_rows, hard))
 
     run("listing", emb.listing[q_idx], q_idx, emb.listing[g_idx], g_idx)
     if emb.image is not None:
@@ -143,10 +166,31 @@ def per_query(task: TaskData, measure: str) -> np.ndarray:
     return ((precision * h).sum(axis=1) / np.minimum(rel.sum(axis=1), 10)).astype(np.float64)
 
 
+def hard_task(task: TaskData) -> TaskData | None:
+    """The task restricted to its hard slice (named ``{task}_hard``); None when it has none."""
+    if task.hard is None or not task.hard.any():
+        return None
+    h = task.hard
+    rows = task.query_rows[h] if task.query_rows is not None else None
+    return TaskData(f"{task.name}_hard", task.sim[h], task.relevant[h],
+                    [c for c, keep in zip(task.query_categories, h, strict=True) if keep], rows)  # fmt: skip
+
+
+def result_tasks(result: EvalResult) -> dict[str, TaskData]:
+    """Every scored task by name, the hard slices (``{task}_hard``) included."""
+    out = {t.name: t for t in result.tasks}
+    for task in result.tasks:
+        hard = hard_task(task)
+        if hard is not None:
+            out.setdefault(hard.name, hard)
+    return out
+
+
 def per_query_metrics(result: EvalResult, metrics: Sequence[str], ids: Sequence) -> dict:
     """``{"query_ids": {task: [...]}, "values": {metric: [...]}}`` for the gate's ``<task>_<R@k|mAP@k>``
-    metrics; ``ids`` names the evaluated rows (listing ids). Metrics without a per-query form are left out."""
-    tasks = {t.name: t for t in result.tasks}
+    metrics (``{task}_hard_R@1`` too); ``ids`` names the evaluated rows (listing ids). Metrics without a
+    per-query form are left out."""
+    tasks = result_tasks(result)
     out: dict = {"query_ids": {}, "values": {}}
     for metric in metrics:
         name, _, measure = metric.rpartition("_")

@@ -76,7 +76,7 @@ def listing_digests(catalog: Catalog, rows: pd.DataFrame, texts: Sequence[str], 
 def batch_inputs(catalog: Catalog, rows: pd.DataFrame, enc: EncoderConfig,
                  fingerprint: str) -> tuple[list[dict], list[str], list[str]]:  # fmt: skip
     """(attributes, encoder texts, digests) of ``rows``: what the encoder sees and what it is keyed by."""
-    attrs = listing_attributes(rows, enc)
+    attrs = listing_attributes(rows, enc, catalog.listings)  # rules: the lexicon of the training listings
     texts = listing_texts(rows, attrs, enc)
     return attrs, texts, listing_digests(catalog, rows, texts, attrs, fingerprint)
 

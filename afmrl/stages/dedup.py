@@ -75,7 +75,7 @@ def encoder_vectors(cfg: Config, catalog: Catalog, rows: pd.DataFrame, encoder: 
     with progress("dedup: encoder embeddings", len(rows), unit="listing") as advance:
         for lo in range(0, len(rows), ENCODE_BATCH):
             batch = rows.iloc[lo : lo + ENCODE_BATCH]
-            texts = listing_texts(batch, listing_attributes(batch, enc), enc)
+            texts = listing_texts(batch, listing_attributes(batch, enc, catalog.listings), enc)
             out.append(np.asarray(model.encode_listings(texts, image_paths(catalog, batch["image"])), dtype=np.float32))
             advance(len(batch))
     vectors = np.concatenate(out)

@@ -23,6 +23,7 @@ from afmrl.models.encoders.dual import DualEncoder
 from afmrl.models.encoders.ref import fingerprint
 from afmrl.retrieval.embed import embed_listings
 from afmrl.retrieval.evaluate import EvalResult, evaluate_embeddings, per_query_metrics, resolve_split
+from afmrl.retrieval.hard_slice import key_attributes
 from afmrl.retrieval.report import round_figures, write_report
 from afmrl.tracking.datasets import catalog_digest
 from afmrl.tracking.lock import holds_stores
@@ -54,7 +55,9 @@ def evaluate(cfg: Config, catalog_dir: str | Path, model: DualEncoder, cache_dir
     split = resolve_split(catalog.listings, cfg.eval.split)
     rows = evaluation_rows(catalog.listings, split)
     emb = embed_listings(model, catalog, rows, cfg.encoder, cache_dir, zero_shot=zero_shot)
-    result = evaluate_embeddings(rows, emb, split, cfg.eval.ks, cfg.eval.seed)
+    # the hard slice's key attributes: reference attributes over rules fitted on the training listings only
+    attrs = key_attributes(rows, catalogue=catalog.listings)
+    result = evaluate_embeddings(rows, emb, split, cfg.eval.ks, cfg.eval.seed, key_attributes=attrs)
     result.per_query = per_query_metrics(result, list(cfg.registry.gate), rows["listing_id"].tolist())
     if index_collection:
         from afmrl.retrieval.index_eval import evaluate_index

@@ -29,6 +29,7 @@ from afmrl.attributes.parse import parse_attributes, writable_text
 from afmrl.attributes.schema import DEFAULT_SCHEMA, resolve_keys
 from afmrl.catalog.io import Catalog, read_catalog
 from afmrl.catalog.schema import parse_json_object, to_json
+from afmrl.catalog.splits import training_listings
 from afmrl.config import Config
 from afmrl.errors import DataError
 from afmrl.progress import progress
@@ -76,8 +77,8 @@ def _rules(cfg: Config, catalog: Catalog, df: pd.DataFrame, keys: list[str]) -> 
     from afmrl.attributes.extractors.rules import RuleExtractor
 
     a = cfg.attributes
-    # the lexicon is mined from the whole catalogue (titles and stated brands: inputs, not labels)
-    ex = RuleExtractor.from_listings(catalog.listings, keys=keys, use_provided=False, min_products=a.min_brand_products,
+    # the lexicon is mined from the training listings only (titles and stated brands: inputs, not labels)
+    ex = RuleExtractor.from_listings(training_listings(catalog.listings), keys=keys, use_provided=False, min_products=a.min_brand_products,
                                      max_share=a.max_brand_share)  # fmt: skip
     rows = []
     with progress("extract (rules)", len(df), unit="listings") as advance:

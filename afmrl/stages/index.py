@@ -177,7 +177,7 @@ def _build(cfg: Config, catalog_dir: str | Path, catalog: Any, rows: pd.DataFram
     enc_text = _text_settings(model, cfg)  # what worker processes embed with (they read attributes themselves)
     enc = enc_text
     if enc.attributes_source == "file":  # read the extraction output once, not once per batch
-        rows = rows.assign(attributes=[to_json(a) for a in listing_attributes(rows, enc)])
+        rows = rows.assign(attributes=[to_json(a) for a in listing_attributes(rows, enc, catalog.listings)])
         enc = enc.model_copy(update={"attributes_source": "provided"})
     name = collection_for(cfg, ref.fingerprint)
     dim = int(model.dim)
@@ -223,7 +223,7 @@ def _build(cfg: Config, catalog_dir: str | Path, catalog: Any, rows: pd.DataFram
                 for lo in range(0, len(keep), icfg.batch_size):
                     sel = keep[lo : lo + icfg.batch_size]
                     batch = by_id.loc[[ids[i] for i in sel]].reset_index(drop=True)
-                    store(batch, listing_attributes(batch, enc), [dig[i] for i in sel], vecs[sel], how)
+                    store(batch, listing_attributes(batch, enc, catalog.listings), [dig[i] for i in sel], vecs[sel], how)
 
         # 2. embed (or load) and upsert the new and changed listings
         with progress(f"index: {name}", total, unit="listing") as advance:

@@ -49,7 +49,7 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, out_dir: s
     loaded = load_mllm(base, min_pixels=m.min_pixels, max_pixels=m.max_pixels, dtype=m.dtype, device=m.device)
     with_images = loaded.is_vlm and m.use_images and df["image"].notna().any()
     rows = sft_rows(catalog, df, keys, source=s.target_source, with_images=bool(with_images),
-                    max_description_chars=m.max_description_chars)  # fmt: skip
+                    max_description_chars=m.max_description_chars, max_pixels=m.max_pixels)  # fmt: skip
     if not rows:
         raise DataError(f"no SFT examples: no listing of split(s) {s.splits} has {s.target_source} attributes")
     dataset = datasets.Dataset.from_list(rows)

@@ -37,10 +37,27 @@ class SFTResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def sft_rows(catalog: Catalog, df: pd.DataFrame, keys: list[str], *, source: str, with_images: bool,
-             max_description_chars: int) -> list[dict[str, Any]]:  # fmt: skip
-    """Prompt-completion rows (with ``image`` as a PIL image when ``with_images``)."""
+def prompt_image(path: str | Any, max_pixels: int | None = None) -> Any:
+    """A listing photo as an RGB PIL image, shrunk (aspect kept) to at most 4 x ``max_pixels``: the
+    processor resizes it to ``mllm.max_pixels`` anyway, and the trainer's dataset stores every image
+    (PNG-encoded), so a full-size photo only costs time and memory."""
     from PIL import Image
+
+    img = Image.open(path)
+    limit = 4 * max_pixels if max_pixels else None
+    if limit and img.width * img.height > limit:
+        scale = (limit / (img.width * img.height)) ** 0.5
+        size = (max(28, round(img.width * scale)), max(28, round(img.height * scale)))
+        if img.format == "JPEG":
+            img.draft("RGB", size)  # decode at a reduced scale (never below size)
+        img = img.convert("RGB")
+        img.thumbnail(size)  # keeps the aspect ratio, only shrinks
+    return img.convert("RGB")
+
+
+def sft_rows(catalog: Catalog, df: pd.DataFrame, keys: list[str], *, source: str, with_images: bool,
+             max_description_chars: int, max_pixels: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Prompt-completion rows (with ``image`` as a PIL image when ``with_images``)."""
 
     column = "reference_attributes" if source == "reference" else "attributes"
     rows = []
@@ -56,7 +73,7 @@ def sft_rows(catalog: Catalog, df: pd.DataFrame, keys: list[str], *, source: str
             "completion": [{"role": "assistant", "content": target}],
         }
         if with_images:
-            row["image"] = Image.open(catalog.image_path(r["image"])).convert("RGB")
+            row["image"] = prompt_image(catalog.image_path(r["image"]), max_pixels)
         rows.append(row)
     return rows
 

@@ -60,12 +60,13 @@ from afmrl.losses import AGCLLoss, CachedLoss, GISTLoss, InfoNCELoss, OracleLoss
 from afmrl.losses import distributed as dist_
 from afmrl.losses.agcl import agcl_weights
 from afmrl.losses.oracle import same_product
-from afmrl.models.encoders.base import l2_normalize, load_image
+from afmrl.models.encoders.base import load_image
 from afmrl.models.encoders.dual import DualEncoder
-from afmrl.models.features import tower_features
+from afmrl.models.features import fuse_listing, project_listing_features, tower_features
 from afmrl.progress import progress
 from afmrl.tracking.runs import StageRun
 from afmrl.training.data import PairSet
+from afmrl.training.guide import zero_shot_guides
 from afmrl.training.samplers import batch_stream, shard
 
 CHECKPOINT_GLOB = "step-*.pt"
@@ -80,7 +81,9 @@ def build_loss(cfg: TrainConfig) -> nn.Module:
         return GISTLoss(margin=cfg.gist_margin, **common)
     if cfg.method == "agcl":
         return AGCLLoss(tau_hard=cfg.tau_hard, tau_fn=cfg.tau_fn, beta=cfg.beta, fn_as_positive=cfg.fn_as_positive,
-                        min_shared_keys=cfg.min_shared_keys, **common)  # fmt: skip
+                        min_shared_keys=cfg.min_shared_keys, positive_weight=cfg.positive_weight,
+                        intra_modal=cfg.intra_modal, guide_margin=cfg.gist_margin if cfg.agcl_guide else None,
+                        **common)  # fmt: skip
     return OracleLoss(**common)
 
 
@@ -121,6 +124,9 @@ class ContrastiveTrainer:
 
     # ------------------------------------------------------------------ helpers
     def _project(self, kind: str, feats: torch.Tensor) -> torch.Tensor:
+        """Backbone features of one view -> its embedding (a ``listing``: both heads, then fused)."""
+        if kind == "listing":
+            return project_listing_features(self.model, feats)
         return self.model.project_images(feats) if kind == "image" else self.model.project_texts(feats)
 
     def _trainable(self) -> list[nn.Parameter]:
@@ -134,7 +140,8 @@ class ContrastiveTrainer:
         """The loss's per-item inputs for this process's rows ``idx`` (the loss gathers them across
         processes, so its masks span the global batch)."""
         if self.cfg.method == "agcl":
-            return {"attr_codes": self.attr_codes[idx], "attr_key_weights": self.attr_weights}
+            guide = {"guide_a": self.guide_a[idx], "guide_b": self.guide_b[idx]} if self.cfg.agcl_guide else {}
+            return {"attr_codes": self.attr_codes[idx], "attr_key_weights": self.attr_weights, **guide}
         if self.cfg.method == "oracle":
             return {"product_ids": self.products[idx]}
         if self.cfg.method == "gist":
@@ -227,13 +234,12 @@ class ContrastiveTrainer:
         p = self.pairs
         self.feats_a = torch.from_numpy(tower_features(self.model, p.a_kind, p.a_inputs, self.cache_dir))
         self.feats_b = torch.from_numpy(tower_features(self.model, p.b_kind, p.b_inputs, self.cache_dir))
-        if self.cfg.method == "gist":  # zero-shot guide: the pretrained towers' own features
-            ga, gb = l2_normalize(self.feats_a), l2_normalize(self.feats_b)
-            if p.a_kind == p.b_kind:
-                self.guide_a, self.guide_b = ga, gb
-            else:  # different spaces: compare listings by their averaged intra-modal similarity
-                both = l2_normalize(torch.cat([ga, gb], dim=1))
-                self.guide_a = self.guide_b = both
+        if self._uses_guide():  # zero-shot guide in a space both views share (afmrl.training.guide)
+            self.guide_a, self.guide_b = zero_shot_guides(self.model, p.a_kind, self.feats_a, p.b_kind, self.feats_b)
+
+    def _uses_guide(self) -> bool:
+        """GIST, and AGCL with ``train.agcl_guide``, read the zero-shot guide's embeddings."""
+        return self.cfg.method == "gist" or (self.cfg.method == "agcl" and self.cfg.agcl_guide)
 
     def batches(self, start_step: int = 0) -> Iterator[list[int]]:
         """The pair indices of every step's global batch from ``start_step`` (the same sampler in both
@@ -259,6 +265,14 @@ class ContrastiveTrainer:
             return self._project(p.a_kind, self.feats_a[idx]), self._project(p.b_kind, self.feats_b[idx])
 
         def view(kind: str, inputs: list[Any]) -> torch.Tensor:
+            if kind == "listing":  # (image path or None, text): both towers, fused as at evaluation
+                has = [i for i, (img, _) in enumerate(inputs) if img is not None]
+                feats = torch.full((len(inputs), core.image_tower.out_dim), float("nan"), device=device)
+                if has:
+                    pixels = torch.stack([load_image(inputs[i][0], core.cfg.image_size) for i in has]).to(device)
+                    feats[has] = core.image_features(pixels).to(feats.dtype)
+                txt = view("text", [t for _, t in inputs])
+                return fuse_listing(core, feats, txt).float()
             if kind == "image":
                 pixels = torch.stack([load_image(x, core.cfg.image_size) for x in inputs]).to(device)
                 return core.project_images(core.image_features(pixels)).float()
@@ -274,7 +288,7 @@ class ContrastiveTrainer:
         full = cfg.mode == "full"
         owns_group = _join_process_group(cfg)
         world, rank = dist_.world_size(), dist_.rank()
-        if not full or cfg.method == "gist":  # gist's guide: the pretrained towers' features, in both modes
+        if not full or self._uses_guide():  # the guide: the pretrained towers' features, in both modes
             if rank > 0:
                 _barrier()  # rank 0 computes (and caches) the backbone features first; the others read them
             self.prepare_features()

@@ -26,7 +26,7 @@ from afmrl.losses.distributed import average_gradients, mean_over_processes
 pytestmark = pytest.mark.slow  # two spawned processes (each imports torch: ~15 s on 2 cores)
 
 WORLD, N, D_IN, D = 2, 8, 6, 4
-METHODS = ("infonce", "agcl", "gist", "oracle")
+METHODS = ("infonce", "agcl", "agcl-levers", "agcl-guided", "gist", "oracle")
 
 
 def _problem() -> tuple[nn.Module, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -49,6 +49,11 @@ def _loss(method: str) -> nn.Module:
         return InfoNCELoss(temperature=0.1)
     if method == "agcl":
         return AGCLLoss(temperature=0.1, tau_hard=0.5, tau_fn=1.0, beta=2.0, min_shared_keys=2)
+    if method == "agcl-levers":  # weighted positives and intra-modal terms (afmrl.losses.core's block form)
+        return AGCLLoss(temperature=0.1, tau_hard=0.5, tau_fn=1.0, beta=2.0, min_shared_keys=2, fn_as_positive=True,
+                        positive_weight=0.5, intra_modal=True)  # fmt: skip
+    if method == "agcl-guided":  # attribute weights plus GIST's guide filter
+        return AGCLLoss(temperature=0.1, tau_hard=0.5, tau_fn=1.0, beta=2.0, min_shared_keys=2, guide_margin=0.01)
     if method == "gist":
         return GISTLoss(temperature=0.1, margin=0.01)
     return OracleLoss(temperature=0.1)

@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from afmrl.attributes.similarity import similarity_from_codes
 from afmrl.losses import AGCLLoss, GISTLoss, InfoNCELoss, OracleLoss, agcl_weights, weighted_contrastive
+from afmrl.losses.core import weighted_contrastive_blocks
 from afmrl.losses.gist import gist_mask
 
 E = math.e
@@ -87,17 +89,82 @@ def test_masking_a_negative_lowers_the_loss_and_hard_weight_raises_it():
 
 
 def test_gist_masks_negatives_the_guide_rates_as_close_as_the_positive():
-    guide = torch.tensor([[1.0, 0.0], [0.995, 0.0998], [0.0, 1.0]])
-    guide = F.normalize(guide, dim=-1)
-    mask = gist_mask(guide, guide, margin=0.0)
-    assert not mask.diagonal().any()
-    assert mask.sum() == 0  # diagonal similarity 1 is the maximum: nothing strictly closer
-    mask = gist_mask(guide, guide, margin=0.01)
-    assert mask[0, 1] and mask[1, 0] and not mask[0, 2]
+    guide = F.normalize(torch.tensor([[1.0, 0.0], [0.995, 0.0998], [0.0, 1.0]]), dim=-1)
+    pos = torch.ones(3)  # guided anchor-positive similarity: the guide sees both sides alike
+    assert gist_mask(guide, guide, pos, margin=0.0).sum() == 0  # nothing strictly closer than 1
+    mask = gist_mask(guide, guide, pos, margin=0.01)
+    assert mask[0, 1] and mask[1, 0] and not mask[0, 2] and mask.diagonal().all()
+    # relative margin, as sentence-transformers: threshold g_i - |g_i| * margin
+    # (g = -0.6 against g_i = -0.5: masked under -0.5 - 0.25, not under g_i * (1 - margin) = -0.25)
+    assert gist_mask(torch.tensor([[1.0, 0.0]]), torch.tensor([[-0.6, 0.8]]), torch.tensor([-0.5]), margin=0.5,
+                     strategy="relative").item()  # fmt: skip
+    # a = b = identity, tau = 1: each anchor's candidates are a_i.b_j, a_i.a_j, b_i.b_j (self-similarities out);
+    # rows 0 and 1 lose each other in all three blocks, row 2 keeps its six negatives
     eye = torch.eye(3)
     loss = GISTLoss(temperature=1.0, learnable=False, margin=0.01)(eye, eye, guide_a=guide, guide_b=guide)
-    expected = (math.log((E + 1) / E) * 2 + math.log((E + 2) / E)) / 3
+    expected = (2 * math.log((E + 3) / E) + math.log((E + 6) / E)) / 3
     assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss = GISTLoss(temperature=1.0, learnable=False, margin=0.0)(eye, eye, guide_a=guide, guide_b=guide)
+    assert loss.item() == pytest.approx(math.log((E + 6) / E), rel=1e-6)
+
+
+def test_gist_is_one_directional_and_never_masks_the_true_positive():
+    a, b = _rand(6, seed=4)
+    g = F.normalize(torch.randn(6, 5, generator=torch.Generator().manual_seed(5)), dim=-1)
+    gist = GISTLoss(temperature=0.1, learnable=False, margin=2.0)  # every candidate masked but the positive
+    assert gist(a, b, guide_a=g, guide_b=g).item() == pytest.approx(0.0, abs=1e-6)
+    swapped = GISTLoss(temperature=0.1, learnable=False)(b, a, guide_a=g, guide_b=g)
+    assert abs(GISTLoss(temperature=0.1, learnable=False)(a, b, guide_a=g, guide_b=g).item() - swapped.item()) > 1e-4
+
+
+def test_weighted_positives_of_weight_one_and_no_intra_terms_equal_the_core_loss():
+    a, b = _rand(7, seed=6)
+    gen = torch.Generator().manual_seed(7)
+    w = torch.rand(7, 7, generator=gen) * 2
+    pos = torch.rand(7, 7, generator=gen) > 0.8
+    ref = weighted_contrastive(a, b, 10.0, weights=w, positives=pos)
+    got = weighted_contrastive_blocks(a, b, 10.0, weights=w, positive_weights=pos.float())
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def _agcl_case(**kw):
+    eye = torch.eye(3)
+    sim = torch.tensor([[1.0, 1.0, 0.6], [1.0, 1.0, 0.2], [0.6, 0.2, 1.0]])  # (0,1) false negative, (0,2) hard
+    loss = AGCLLoss(temperature=1.0, learnable=False, tau_hard=0.5, tau_fn=1.0, beta=2.0, **kw)
+    return loss(eye, eye, attr_sim=sim, attr_comparable=torch.ones(3, 3, dtype=torch.bool)).item()
+
+
+def test_agcl_weighted_positives():
+    # rows 0 and 1: numerator e + 0.5 (the false negative at weight 0.5); negatives: row 0 (0,2) at beta 2, row 1 (1,2)
+    expected = (math.log((E + 2.5) / (E + 0.5)) + math.log((E + 1.5) / (E + 0.5)) + math.log((E + 3) / E)) / 3
+    assert _agcl_case(fn_as_positive=True, positive_weight=0.5) == pytest.approx(expected, rel=1e-6)
+    # weight 1 is today's fn_as_positive; without fn_as_positive the weight changes nothing
+    full = (math.log((E + 3) / (E + 1)) + math.log((E + 2) / (E + 1)) + math.log((E + 3) / E)) / 3
+    assert _agcl_case(fn_as_positive=True, positive_weight=1.0) == pytest.approx(full, rel=1e-6)
+    assert _agcl_case(positive_weight=0.5) == _agcl_case()
+    with pytest.raises(ValueError, match="positive_weight"):
+        AGCLLoss(positive_weight=0.0)
+
+
+def test_agcl_intra_modal_terms_carry_the_attribute_weights():
+    # a = b = identity: each intra-modal candidate adds w_ij * e^0 to the denominator (false negative masked,
+    # hard negative at beta); the cross block as in the hand-computed case
+    expected = (math.log((E + 4) / E) + math.log((E + 2) / E) + math.log((E + 6) / E)) / 3
+    assert _agcl_case(intra_modal=True) == pytest.approx(expected, rel=1e-6)
+    # with weighted positives, the other view's false negative is a positive in both blocks
+    expected = (math.log((E + 5) / (E + 1)) + math.log((E + 3) / (E + 1)) + math.log((E + 6) / E)) / 3
+    assert _agcl_case(intra_modal=True, fn_as_positive=True, positive_weight=0.5) == pytest.approx(expected, rel=1e-6)
+
+
+def test_agcl_defaults_keep_the_loss_as_it_was():
+    a, b = _rand(8, seed=8)
+    codes = torch.tensor([[0, 0, 0], [0, 0, 0], [1, 1, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3], [0, 0, 1], [4, -1, 4]])
+    kw = {"attr_codes": codes, "attr_key_weights": torch.ones(3)}
+    default = AGCLLoss(temperature=0.1, learnable=False)(a, b, **kw)
+    sim, comparable = similarity_from_codes(codes, torch.ones(3), 2)
+    w, _ = agcl_weights(sim, comparable, 0.5, 1.0, 2.0)
+    assert torch.equal(default, weighted_contrastive(a, b, AGCLLoss(0.1, False).temperature(), weights=w))
+    assert not torch.equal(default, AGCLLoss(temperature=0.1, learnable=False, intra_modal=True)(a, b, **kw))
 
 
 def test_oracle_masks_same_product_pairs():
@@ -108,3 +175,17 @@ def test_oracle_masks_same_product_pairs():
     # unknown products (-1) are never treated as the same product
     loss = OracleLoss(temperature=1.0, learnable=False)(eye, eye, product_ids=torch.tensor([-1, -1, -1]))
     assert loss.item() == pytest.approx(InfoNCELoss(1.0, False)(eye, eye).item(), rel=1e-6)
+
+
+def test_agcl_guided_masks_what_the_guide_rates_closer_than_the_positive():
+    a, b = _rand(4, seed=9)
+    guide = F.normalize(torch.tensor([[1.0, 0.0], [0.995, 0.0998], [0.0, 1.0], [-1.0, 0.2]]), dim=-1)
+    none = torch.zeros(4, 4, dtype=torch.bool)
+    loss = AGCLLoss(temperature=0.1, learnable=False, guide_margin=0.01)(
+        a, b, attr_sim=torch.zeros(4, 4), attr_comparable=none, guide_a=guide, guide_b=guide)  # fmt: skip
+    w = torch.ones(4, 4)
+    w[0, 1] = w[1, 0] = 0.0  # the guide's near-duplicates (0, 1); the rest as InfoNCE
+    assert loss.item() == pytest.approx(weighted_contrastive(a, b, 10.0, weights=w).item(), rel=1e-5)
+    assert loss.item() != pytest.approx(InfoNCELoss(0.1, False)(a, b).item(), rel=1e-4)
+    with pytest.raises(ValueError, match="guide_a"):
+        AGCLLoss(guide_margin=0.0)(a, b, attr_sim=torch.zeros(4, 4), attr_comparable=none)

@@ -48,8 +48,9 @@ def test_identifying_attributes_beat_wrong_ones_which_beat_none(reward):
     r_right = reward.score_attributes("q1", right)
     r_wrong = reward.score_attributes("q1", wrong)
     r_none = reward.score_attributes("q1", {})
-    assert r_none == 0.0  # no attributes: the same text as the baseline
-    assert r_right > 0.0 > r_wrong
+    assert r_none == reward.invalid_reward < -1.0  # no attributes: below any parseable answer
+    assert r_right > 0.0 > r_wrong > r_none
+    assert -1.0 <= r_wrong and r_right <= 1.0  # parseable answers are clipped to [-1, 1]
     # graded: getting more of them right earns more
     partial = reward.score_attributes("q1", {"colour": "red", "material": "glass"})
     assert r_right > partial > r_wrong
@@ -66,7 +67,7 @@ def test_trl_signature_with_completions(reward):
         [{"role": "assistant", "content": "I don't know"}],
     ]
     out = reward(prompts=[None] * 3, completions=completions, listing_id=["q1"] * 3, image=[None] * 3)
-    assert len(out) == 3 and out[0] > out[2] == 0.0 > out[1]
+    assert len(out) == 3 and out[0] > 0.0 > out[1] > out[2] == reward.invalid_reward
     stats = reward.stats.pop_means()
     assert stats["rar/rr_with_attributes"] >= stats["rar/rr_without_attributes"] - 1e-9
     assert reward.stats.pop_means() == {}  # popped
@@ -108,9 +109,9 @@ def test_self_target_with_an_image_gallery(encoder, synth_catalog):
 
 
 def test_format_reward_is_graded():
-    f = FormatReward(stats=RewardStats())
+    f = FormatReward(stats=RewardStats(), keys=["brand", "colour"])
     texts = [
-        '{"brand": "norvik", "colour": "red"}',  # strict, all typed schema keys
+        '{"brand": "norvik", "colour": "red"}',  # strict, all typed schema keys, every prompt key answered
         '{"brand": "norvik", "colour": "red", "foo": "x"}',  # an unknown key
         '{"brand": "norvik", "colour": 7}',  # a number coerced
         'Here: {"brand": "norvik", "colour": "red"} ok',  # prose around
@@ -132,3 +133,68 @@ def test_enhanced_text_is_what_the_reward_embeds(reward):
     base_score, _ = reward.baseline("q1")
     score, _ = reward._score("q1", reward.encoder.encode_texts([text])[0])
     assert got == pytest.approx(score - base_score, abs=1e-6)  # ... and scored against the title alone
+
+
+def test_format_reward_cannot_be_farmed_by_short_answers():
+    keys = ["brand", "colour", "material", "size"]
+    f = FormatReward(keys=keys)
+    full, _ = f.score('{"brand": "norvik", "colour": "red", "material": "glass", "size": "1 l"}')
+    one, _ = f.score('{"brand": "norvik"}')
+    empty, valid = f.score("{}")
+    assert full == pytest.approx(1.0) and one == pytest.approx(0.25) and empty == 0.0 and valid
+    assert full > one > empty  # the share of the prompt's keys answered scales it
+
+
+@pytest.mark.parametrize("bad", ["{}", "", "I don't know", '{"brand": ', "null", '{"foo": "bar"}'])
+def test_empty_or_unparseable_total_is_below_any_answer_with_one_key_right(reward, bad):
+    """Total = retrieval + 0.2 x format (the defaults): an empty or unparseable answer is below even the
+    worst parseable answer with one key right, and below a wrong one: `{}` is no safe policy."""
+    keys = ["brand", "colour", "material", "size"]
+    fmt = FormatReward(keys=keys)
+
+    def total(text: str) -> float:
+        comp = [[{"role": "assistant", "content": text}]]
+        return reward(None, comp, listing_id=["q1"])[0] + 0.2 * fmt(None, comp)[0]
+
+    bad_total = total(bad)
+    one_right = [total('{"colour": "red"}'), total('{"material": "glass"}'),
+                 total('{"brand": "norvik", "colour": "blue", "material": "plastic", "size": "330 ml"}')]
+    wrong = total('{"colour": "blue", "material": "plastic"}')
+    assert bad_total <= reward.invalid_reward + 1e-9
+    assert all(t > bad_total for t in one_right) and wrong > bad_total
+    # the bound holds for any parseable answer: its retrieval part is clipped to [-1, 1], format >= 0
+    assert reward.invalid_reward + 0.2 * 1.0 < -1.0 + 0.0
+
+
+def test_photo_on_the_query_side_is_fused_with_the_text(encoder, synth_catalog):
+    """A listing with a photo is queried as photo + enhanced text (the encoder's fusion), computed once."""
+    from afmrl.catalog import read_catalog
+    from afmrl.config import EncoderConfig
+    from afmrl.models.encoders.dual import DualEncoder
+
+    enc = DualEncoder(EncoderConfig())
+    enc.eval()
+    cat = read_catalog(synth_catalog)
+    rows = cat.listings.head(6)
+    images = [cat.image_path(p) for p in rows["image"]]
+    g = Gallery.build(enc, list(rows["listing_id"]), list(rows["product_id"]), texts=list(rows["title"]),
+                      images=images, modality="listing")
+    lid, pid = rows["listing_id"].iloc[0], rows["product_id"].iloc[0]
+    q = {lid: QueryListing(lid, rows["title"].iloc[0], pid, images[0])}
+    fused = RetrievalReward(enc, g, q, target="self", query_modality="auto")
+    text_only = RetrievalReward(enc, g, q, target="self", query_modality="text")
+    assert fused.uses_photo(lid) and not text_only.uses_photo(lid)
+    want = enc.encode_listings([enhanced_text(rows["title"].iloc[0], {"colour": "red"})], [images[0]])[0]
+    got = fused._query(lid, enhanced_text(rows["title"].iloc[0], {"colour": "red"}))
+    assert np.allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, text_only._query(lid, enhanced_text(rows["title"].iloc[0], {"colour": "red"})))
+    assert list(fused._image_cache) == [lid]  # the photo embedded once
+
+
+def test_group_spread_of_the_weighted_total():
+    s = RewardStats({"retrieval": 1.0, "format": 0.5})
+    s.add_rewards("retrieval", ["a", "a", "b", "b"], [0.0, 1.0, 0.3, 0.3])
+    s.add_rewards("format", ["a", "a", "b", "b"], [0.0, 0.0, 0.2, 0.2])
+    got = s.pop_means()["rar/reward_group_std"]
+    assert got == pytest.approx((np.std([0.0, 1.0], ddof=1) + 0.0) / 2)  # group b has no spread
+    assert s.pop_means() == {}

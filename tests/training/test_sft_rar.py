@@ -49,24 +49,32 @@ def test_sft_teaches_the_json_format(sft_model, synth_catalog, tmp_path):
 def test_grpo_few_steps_change_the_adapter_and_log_to_mlflow(sft_model, synth_catalog, tmp_path):
     import mlflow
 
-    from afmrl.models.encoders.backbone import BackboneEncoder
+    from afmrl.config import EncoderConfig
+    from afmrl.models.encoders.dual import DualEncoder
     from afmrl.stages import rar
 
     _, sft = sft_model
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = load_config(None, [f"tracking.uri={uri}", "rar.trl.max_steps=2", "rar.max_prompts=8",
-                             "rar.trl.num_generations=4", "rar.trl.per_device_train_batch_size=4",
+    cfg = load_config(None, [f"tracking.uri={uri}", "rar.trl.max_steps=2", "rar.max_prompts=16",
+                             "rar.trl.num_generations=2", "rar.trl.per_device_train_batch_size=16",
                              "rar.trl.max_completion_length=40", "rar.trl.learning_rate=0.002", "rar.trl.beta=0.04",
-                             "rar.target=product", "rar.gallery_modality=text"])  # fmt: skip
-    result = rar.run(cfg, synth_catalog, sft.model_dir, BackboneEncoder(), tmp_path / "rar")
-    assert result.steps == 2 and result.prompts == 8
+                             "rar.target=product", "rar.heldout_listings=4", "rar.patience=0"])  # fmt: skip
+    encoder = DualEncoder(EncoderConfig()).eval()  # the AGCL encoder's kind (photo + text fused on the query side)
+    result = rar.run(cfg, synth_catalog, sft.model_dir, encoder, tmp_path / "rar")
+    assert result.steps == 2 and result.prompts == 16 and result.prompts_per_step == 8
     assert result.adapter_change > 0.0  # LoRA B started at zero: the adapter moved
     assert (result.adapter_dir / "adapter_config.json").is_file()
     logged = {k for h in result.history for k in h}
     assert {"rewards/retrieval/mean", "rewards/format/mean", "kl", "completions/mean_length",
-            "rar/valid_json_rate"} <= logged  # fmt: skip
+            "rar/valid_json_rate", "rar/reward_group_std", "rar/adapter_max_abs_delta",
+            "rar/adapter_mean_abs_delta"} <= logged  # fmt: skip
+    deltas = [h["rar/adapter_max_abs_delta"] for h in result.history if "rar/adapter_max_abs_delta" in h]
+    assert deltas[-1] > 0.0 and deltas[-1] == pytest.approx(result.adapter_change, rel=1e-4)
     summary = json.loads((tmp_path / "rar" / "rar.json").read_text())
-    assert summary["seconds_per_step"] > 0
+    assert summary["seconds_per_step"] > 0 and summary["photo_queries"] == 16
+    align = summary["alignment"]  # reward vs attribute F1 on held-out (val) listings
+    assert align["split"] == "val" and align["answers"] >= 4 and 0.0 <= align["mean_f1"] <= 1.0
+    assert {"spearman", "pearson", "retrieval_only"} <= set(align)
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("afmrl").experiment_id])

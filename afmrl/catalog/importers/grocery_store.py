@@ -1,13 +1,20 @@
 """Grocery Store Dataset (Klasson et al., WACV 2019) in its original layout.
 
+No label reaches a model input (the benchmark protocol): labels live in ``product_id`` and
+``reference_attributes`` only, which training and retrieval never read as inputs.
+
 - every split file present (``train.txt``, ``val.txt``, ``test.txt``: ``path, fine_id, coarse_id``)
-  gives one listing per photo: product_id = fine class, split = the file's split, title = the coarse
-  class as a shelf label (a shopper's photo has no product title), category = Fruit/Packages/
-  Vegetables;
+  gives one listing per photo: product_id = fine class, split = the file's split. A shopper's photo
+  carries no text: title, description and category are null and attributes are ``{}`` (a method that
+  wants attributes extracts them at run time; per-category reports take the category of the
+  product's catalogue listing). Its ``reference_attributes`` hold the class attributes, for
+  evaluation only;
 - every class in ``classes.csv`` gives one catalogue listing (source ``catalogue``, split
-  ``gallery``): its iconic image, its name as title and its product description;
-- provided and reference attributes come from the class hierarchy: coarse class, fine class,
-  product type (the coarse class) and, for packages, brand and variety from the package name.
+  ``gallery``): its iconic image, its name as title, its product description, its category
+  (Fruit/Packages/Vegetables) and the attributes a shop would publish (:data:`SHOP_KEYS`: product
+  type, brand, variety); ``reference_attributes`` add the coarse and fine class ids;
+- attributes come from the class hierarchy: product type (the coarse class) and, for packages,
+  brand and variety from the package name.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from afmrl.errors import DataError
 from afmrl.progress import progress
 
 SPLIT_FILES = ("train", "val", "test")
+SHOP_KEYS = ("product_type", "brand", "variety")  # what a shop publishes: never the class ids
 MULTI_WORD_BRANDS = ("God-Morgon",)
 
 
@@ -71,12 +79,14 @@ def import_grocery_store(src: str | Path, out_dir: str | Path) -> Path:
     for c in classes:
         category = Path(c["iconic"]).parts[1].lower() if len(Path(c["iconic"]).parts) > 1 else None
         c["category"] = category
-        c["attrs"] = to_json(class_attributes(c["fine"], c["coarse"], category or ""))
+        attrs = class_attributes(c["fine"], c["coarse"], category or "")
+        c["attrs"] = to_json(attrs)
+        shop = {k: v for k, v in attrs.items() if k in SHOP_KEYS}
         desc_path = src / c["description"]
         description = desc_path.read_text(encoding="utf-8").strip() if desc_path.exists() else None
         rows.append({"listing_id": f"gs-catalogue-{c['fine']}", "product_id": c["fine"], "title": readable(c["fine"]),
                      "description": description, "image": c["iconic"], "category": category,
-                     "source": "catalogue", "attributes": c["attrs"], "reference_attributes": c["attrs"],
+                     "source": "catalogue", "attributes": to_json(shop), "reference_attributes": c["attrs"],
                      "split": "gallery"})  # fmt: skip
 
     split_files = [(s, src / f"{s}.txt") for s in SPLIT_FILES if (src / f"{s}.txt").exists()]
@@ -94,9 +104,9 @@ def import_grocery_store(src: str | Path, out_dir: str | Path) -> Path:
                                     file=str(path), record=f"line {n}", field="fine_id")  # fmt: skip
                 c = by_id[cells[1]]
                 rows.append({"listing_id": f"gs-{split}-{Path(cells[0]).stem}", "product_id": c["fine"],
-                             "title": readable(c["coarse"]), "description": None, "image": cells[0],
-                             "category": c["category"], "source": "grocery-store-photo",
-                             "attributes": c["attrs"], "reference_attributes": c["attrs"], "split": split})  # fmt: skip
+                             "title": None, "description": None, "image": cells[0], "category": None,
+                             "source": "grocery-store-photo", "attributes": "{}",
+                             "reference_attributes": c["attrs"], "split": split})  # fmt: skip
                 advance(1)
     return write_catalog(pd.DataFrame(rows), out_dir, image_root=src,
                          meta={"name": "grocery-store", "source": str(src)})  # fmt: skip

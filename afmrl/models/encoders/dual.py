@@ -2,7 +2,10 @@
 projection head into one shared space; a listing embedding fuses the two (mean of the normalised
 parts, or a learned gate).
 
-Saved as a folder: ``config.json`` (the encoder section) and ``model.safetensors`` (heads, gate,
+Heads (``encoder.head``): ``mlp`` (a 2-layer MLP from the tower's width to ``dim``) or ``residual``
+(x + MLP(x), last layer at zero: an untrained encoder embeds texts exactly as the zero-shot tower).
+
+Saved as a folder: ``config.json`` (the encoder section, ``head`` included) and ``model.safetensors`` (heads, gate,
 and the towers too when they were fine-tuned); ``DualEncoder.from_pretrained(folder)`` loads it.
 """
 
@@ -19,6 +22,7 @@ from torch import nn
 
 from afmrl.atomic import atomic_path, write_json_atomic
 from afmrl.config import EncoderConfig
+from afmrl.errors import ConfigError
 from afmrl.models.encoders.base import ImageLike, l2_normalize, load_image
 from afmrl.models.pretrained import IMAGE_MEAN, IMAGE_STD, EfficientNetFeatures, resolve_text_model
 
@@ -27,12 +31,45 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 class ProjectionHead(nn.Module):
+    """``encoder.head: mlp``: LayerNorm -> Linear -> GELU -> Linear, from the tower's width to ``dim``."""
+
     def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class ResidualHead(ProjectionHead):
+    """``encoder.head: residual``: x + MLP(x), the MLP's last layer initialised to zero, so an untrained
+    head is the identity and the (normalised) embedding is the tower's zero-shot one; training starts
+    at zero-shot. Needs the tower's width to equal ``dim``."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+        if in_dim != out_dim:
+            raise ValueError(f"a residual head maps {in_dim} to {in_dim} features, not {out_dim}")
+        super().__init__(in_dim, hidden, out_dim)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+def make_heads(cfg: EncoderConfig, image_width: int, text_width: int) -> tuple[ProjectionHead, ProjectionHead]:
+    """(image head, text head). ``mlp``: both MLP heads. ``residual``: a residual head on every tower whose
+    width equals ``encoder.dim``; the text tower must be one (a :class:`ConfigError` naming
+    ``encoder.head`` / ``encoder.dim`` otherwise). An image tower of another width (EfficientNet-Lite0:
+    1280) has no identity into ``dim`` and keeps the MLP head."""
+    if cfg.head == "mlp":
+        return ProjectionHead(image_width, cfg.hidden, cfg.dim), ProjectionHead(text_width, cfg.hidden, cfg.dim)
+    if text_width != cfg.dim:
+        raise ConfigError(f"encoder.head=residual starts at the text tower's zero-shot embedding, so encoder.dim must "
+                          f"equal its width: {cfg.text_model} is {text_width} wide, encoder.dim is {cfg.dim}",
+                          field="encoder.dim")  # fmt: skip
+    image_head = ResidualHead if image_width == cfg.dim else ProjectionHead
+    return image_head(image_width, cfg.hidden, cfg.dim), ResidualHead(text_width, cfg.hidden, cfg.dim)
 
 
 class TextTower(nn.Module):
@@ -70,8 +107,7 @@ class DualEncoder(nn.Module):
         self.dim = cfg.dim
         self.image_tower = EfficientNetFeatures(pretrained=pretrained_towers)
         self.text_tower = TextTower(cfg.text_model, cfg.max_tokens)
-        self.image_head = ProjectionHead(self.image_tower.out_dim, cfg.hidden, cfg.dim)
-        self.text_head = ProjectionHead(self.text_tower.out_dim, cfg.hidden, cfg.dim)
+        self.image_head, self.text_head = make_heads(cfg, self.image_tower.out_dim, self.text_tower.out_dim)
         self.gate = nn.Linear(2 * cfg.dim, 1)  # used when fusion == "gate"
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)

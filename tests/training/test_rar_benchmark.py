@@ -1,0 +1,36 @@
+"""benchmarks/rar.py's bookkeeping: the default evaluation split and the mean/std over seeds."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pandas as pd
+import pytest
+
+from ..conftest import REPO
+
+pytestmark = pytest.mark.slow  # importing the benchmark imports trl and every stage
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("rar_benchmark", REPO / "benchmarks" / "rar.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_default_split_is_test_where_there_is_one(bench):
+    assert bench.default_split(pd.DataFrame({"split": ["train", "val", "test", "gallery"]})) == "test"
+    assert bench.default_split(pd.DataFrame({"split": ["train", "val", "gallery"]})) == "val"
+
+
+def test_metrics_are_means_over_seeds_with_their_std(bench):
+    got = bench.aggregate([{"micro_f1": 0.4, "listing_R@1": 0.5, "stopped_early": True, "note": "x"},
+                           {"micro_f1": 0.6, "listing_R@1": 0.7, "stopped_early": False, "note": "y"}])
+    assert got["micro_f1"] == pytest.approx(0.5) and got["micro_f1_std"] == pytest.approx(0.1414, abs=1e-3)
+    assert got["listing_R@1"] == pytest.approx(0.6) and "listing_R@1_std" in got
+    assert "note" not in got and "stopped_early" not in got and len(got["per_seed"]) == 2
+    one = bench.aggregate([{"micro_f1": 0.4}])
+    assert one["micro_f1_std"] == 0.0
+    assert bench.PRIMARY == {"synthetic": "listing_R@1", "grocery-store": "photo_to_catalogue_R@1"}
