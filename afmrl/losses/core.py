@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from afmrl.losses.distributed import gather_with_grad, is_distributed, local_rows
+from afmrl.losses.distributed import gather_with_grad, local_rows
 
 
 class Temperature(nn.Module):
@@ -52,16 +52,6 @@ class Temperature(nn.Module):
         return float(1.0 / self().detach())
 
 
-def _direction(logits: torch.Tensor, weights: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-    neg_inf = torch.finfo(logits.dtype).min
-    pos_logits = logits.masked_fill(~positives, neg_inf)
-    log_w = torch.where(weights > 0, weights.clamp(min=1e-30).log(), torch.full_like(weights, neg_inf))
-    neg_logits = (logits + log_w).masked_fill(positives, neg_inf)
-    numerator = torch.logsumexp(pos_logits, dim=1)
-    denominator = torch.logsumexp(torch.cat([pos_logits, neg_logits], dim=1), dim=1)
-    return (denominator - numerator).mean()
-
-
 def weighted_contrastive(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -70,36 +60,9 @@ def weighted_contrastive(
     positives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric weighted InfoNCE. ``weights``/``positives``: (B, B) over the global batch; the
-    diagonal is always positive."""
-    if is_distributed():
-        return _distributed(a, b, scale, weights, positives)
-    n = a.shape[0]
-    logits = (a @ b.T) * scale
-    eye = torch.eye(n, dtype=torch.bool, device=a.device)
-    w = torch.ones_like(logits) if weights is None else weights.to(logits.dtype)
-    p = eye if positives is None else (positives.to(torch.bool) | eye)
-    return 0.5 * (_direction(logits, w, p) + _direction(logits.T, w.T, p.T))
-
-
-def _distributed(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float, weights: torch.Tensor | None,
-                 positives: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
-    """This process's share: its rows of a->b (local a against every b) and of b->a (local b against
-    every a), each averaged over the local rows."""
-    rows = local_rows(a.shape[0])
-    a_all, b_all = gather_with_grad(a), gather_with_grad(b)
-    n_all = a_all.shape[0]
-    for name, m in (("weights", weights), ("positives", positives)):
-        if m is not None and tuple(m.shape) != (n_all, n_all):
-            raise ValueError(f"{name}: expected the global ({n_all}, {n_all}) matrix across processes, got "
-                             f"{tuple(m.shape)}")  # fmt: skip
-    eye = torch.eye(n_all, dtype=torch.bool, device=a.device)[rows]
-    w = torch.ones(n_all, n_all, dtype=a.dtype, device=a.device) if weights is None else weights.to(a.dtype)
-    p = torch.eye(n_all, dtype=torch.bool, device=a.device) if positives is None else positives.to(torch.bool)
-    logits_ab = (a @ b_all.T) * scale  # (n, N): local anchors of a against every b
-    logits_ba = (b @ a_all.T) * scale  # (n, N): local anchors of b against every a
-    ab = _direction(logits_ab, w[rows], p[rows] | eye)
-    ba = _direction(logits_ba, w.T[rows], p.T[rows] | eye)
-    return 0.5 * (ab + ba)
+    diagonal is always positive. One block of :func:`weighted_contrastive_blocks` with 0/1 positives."""
+    positive_weights = None if positives is None else positives.to(torch.bool).to(a.dtype)
+    return weighted_contrastive_blocks(a, b, scale, weights=weights, positive_weights=positive_weights)
 
 
 Block = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
