@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -13,6 +15,14 @@ SHARED_DATA = Path(os.environ.get("AFMRL_SHARED_DATA", REPO.parent / "shared" / 
 
 os.environ.setdefault("AFMRL_PROGRESS", "off")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_dataset(name: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from afmrl.cli import app
 from afmrl.dedup.pairs import product_pairs, read_pairs
 from afmrl.errors import DataError
 
-from ..conftest import REPO
+from ..conftest import load_benchmark
 
 
 def _pairs(path: Path, text: str) -> Path:
@@ -88,10 +87,7 @@ def test_cli_refuses_pairs_of_one_kind(tmp_path):
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("dedup_benchmark", REPO / "benchmarks" / "dedup.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("dedup")
 
 
 def test_benchmark_refuses_test_pairs_without_labels(tmp_path, capsys):

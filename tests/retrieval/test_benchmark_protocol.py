@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -12,15 +11,12 @@ import pytest
 from afmrl.catalog.io import read_catalog, write_catalog
 from afmrl.tracking.promotion import paired_bootstrap
 
-from ..conftest import REPO
+from ..conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("retrieval_benchmark", REPO / "benchmarks" / "retrieval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("retrieval")
 
 
 def test_settings_per_dataset(bench, capsys):

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pandas as pd
 import pytest
 
-from ..conftest import REPO
+from ..conftest import load_benchmark
 
 pytestmark = pytest.mark.slow  # importing the benchmark imports trl and every stage
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("rar_benchmark", REPO / "benchmarks" / "rar.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("rar")
 
 
 def test_default_split_is_test_where_there_is_one(bench):
