@@ -105,12 +105,6 @@ def split_listing_features(model: DualEncoder, feats: Any) -> tuple[Any, Any]:
     return feats[:, :cut], feats[:, cut:]
 
 
-def listing_image_features(model: DualEncoder, feats: Any) -> Any:
-    """The image backbone features inside ``listing`` features (NaN rows: listings without an image),
-    e.g. for a zero-shot guide that compares a photo with a catalogue listing's image."""
-    return split_listing_features(model, feats)[0]
-
-
 def fuse_listing(model: DualEncoder, img_feats: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
     """A catalogue listing's embedding as evaluation embeds it (:func:`afmrl.retrieval.embed.embed_listings`):
     its image backbone features projected (zero without an image: NaN features) and fused with its
