@@ -213,6 +213,12 @@ class TrainConfig(Section):
     intra_modal: bool = Field(False, description="AGCL: image-image / text-text negatives beside the cross-modal ones")
     agcl_guide: bool = Field(False, description="AGCL: also mask what GIST's zero-shot guide rates closer than the "
                              "positive (margin train.gist_margin)")  # fmt: skip
+    mined_negatives: int = Field(0, ge=0, description="per pair, this many catalogue-wide hard negatives mined before "
+                                 "training from the zero-shot guide's neighbours of other products (0: in-batch only; "
+                                 "frozen mode)")  # fmt: skip
+    mining_attribute_bonus: float = Field(0.0, ge=0, description="AGCL: mining ranks a candidate that differs from "
+                                          "the pair's item in few key attributes (a hard negative) by guide "
+                                          "similarity + this")  # fmt: skip
     attribute_weights: dict[str, float] = Field(default_factory=dict, description="per-key weights (default 1)")
     min_shared_keys: int = Field(2, ge=1, description="AGCL: keys both listings must state to be compared")
     gist_margin: float = Field(0.0, ge=0)
@@ -393,7 +399,8 @@ class TinyConfig(Section):
     """The tiny offline extractor model (``afmrl models tiny``): random weights, a tokenizer learnt from the
     catalogue; teach it the answer format with SFT (or set ``mllm.model`` to a real model id)."""
 
-    kind: Literal["vlm", "lm"] = Field("vlm", description="vlm: Qwen2-VL; lm: text-only Qwen2")
+    kind: Literal["vlm", "llava", "lm"] = Field("vlm", description="vlm: Qwen2-VL; llava: the pretrained "
+                                                "EfficientNet-Lite0 image tower + a tiny Qwen2; lm: text-only Qwen2")  # fmt: skip
     vocab_size: int = Field(2048, ge=300, description="BPE vocabulary size")
     seed: int = Field(0, description="weight initialisation seed")
 

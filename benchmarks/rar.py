@@ -121,10 +121,17 @@ def run_seed(args: argparse.Namespace, seed: int, catalog: Path, split: str, wor
         return results
 
     t0 = time.perf_counter()
-    tiny = build_tiny("vlm", sw / "tiny-vlm", catalog, seed=seed, hidden=args.hidden, layers=args.layers,
-                      vision_dim=args.vision_dim, vision_depth=args.vision_depth, max_pixels=args.max_pixels)  # fmt: skip
+    if args.extractor == "llava":  # the pretrained EfficientNet-Lite0 tower + a tiny Qwen2
+        tiny = build_tiny("llava", sw / "tiny-llava", catalog, seed=seed, hidden=args.hidden, layers=args.layers,
+                          image_size=args.image_size, image_grid=args.image_grid,
+                          vision_trainable_blocks=args.vision_trainable_blocks)  # fmt: skip
+    else:
+        tiny = build_tiny("vlm", sw / "tiny-vlm", catalog, seed=seed, hidden=args.hidden, layers=args.layers,
+                          vision_dim=args.vision_dim, vision_depth=args.vision_depth, max_pixels=args.max_pixels)  # fmt: skip
     sft_cfg = load_config(REPO / "params.yaml", [*base, f"mllm.model={tiny}", f"sft.trl.max_steps={args.sft_steps}",
-                                                 f"sft.trl.learning_rate={args.sft_lr}"])  # fmt: skip
+                                                 f"sft.trl.learning_rate={args.sft_lr}",
+                                                 f"sft.trl.per_device_train_batch_size={args.sft_batch}",
+                                                 *args.sft_set])  # fmt: skip
     sft = sft_stage.run(sft_cfg, catalog, tiny, sw / "sft")
     ext = extract.run(load_config(REPO / "params.yaml", [*base, "attributes.backend=mllm", f"mllm.model={sft.model_dir}"]),
                       catalog, sw / "sft-attributes")  # fmt: skip
@@ -184,6 +191,14 @@ def main() -> None:
     ap.add_argument("--sft-lr", type=float, default=0.003)
     ap.add_argument("--rar-steps", type=int, default=30)
     ap.add_argument("--rar-set", nargs="*", default=[], help="more rar.* overrides (key=value)")
+    ap.add_argument("--sft-set", nargs="*", default=[], help="more sft.* overrides (key=value)")
+    ap.add_argument("--extractor", choices=["vlm", "llava"], default="vlm",
+                    help="the SFT arms' model: vlm (tiny Qwen2-VL, vision tower from scratch) or llava (the "
+                         "pretrained EfficientNet-Lite0 tower, frozen, + a tiny Qwen2; afmrl.models.llava)")
+    ap.add_argument("--sft-batch", type=int, default=8, help="SFT per-device batch size")
+    ap.add_argument("--image-size", type=int, default=224, help="llava: the tower's square input")
+    ap.add_argument("--image-grid", type=int, default=2, help="llava: soft tokens per image = 1 + grid^2")
+    ap.add_argument("--vision-trainable-blocks", type=int, default=0, help="llava: last MBConv blocks that train")
     ap.add_argument("--hidden", type=int, default=64, help="tiny extractor width")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--vision-dim", type=int, default=32)
@@ -217,7 +232,8 @@ def main() -> None:
 
     primary = PRIMARY[args.dataset]
     lines = [f"**{args.dataset}** (split `{split}`; seeds {' '.join(map(str, args.seeds))}: mean ± std; AGCL "
-             f"{args.steps} steps per arm; SFT {args.sft_steps} steps; RAR up to {args.rar_steps} GRPO steps)", "",
+             f"{args.steps} steps per arm; SFT {args.sft_steps} steps of the {args.extractor} extractor; RAR up to "
+             f"{args.rar_steps} GRPO steps)", "",
              f"| extractor | micro F1 | macro F1 | valid JSON | {primary} | wall s |", "|---|---|---|---|---|---|"]  # fmt: skip
     for arm, r in arms.items():
         lines.append(f"| {arm} | {fmt(r.get('micro_f1'))} ± {fmt(r.get('micro_f1_std'))} | {fmt(r.get('macro_f1'))} | "
@@ -233,7 +249,7 @@ def main() -> None:
               f"{fmt(r.get('alignment_pearson'), '.2f')}."]  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"dataset": args.dataset, "split": split, "seeds": args.seeds, "primary": primary,
-                                    "arms": arms}, indent=2) + "\n")  # fmt: skip
+                                    "extractor": args.extractor, "arms": arms}, indent=2) + "\n")  # fmt: skip
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

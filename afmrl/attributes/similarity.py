@@ -146,9 +146,15 @@ def similarity_from_codes(codes, key_weights, min_shared: int = 1, missing: floa
     ``similarity`` is :func:`pairwise_agreement`'s; ``comparable`` is "at least ``min_shared`` keys
     shared", so ``comparable & (similarity == 1)`` is :func:`all_agree`.
     """
-    present = codes >= 0
-    both = present[:, None, :] & present[None, :, :]
-    eq = both & (codes[:, None, :] == codes[None, :, :])
+    return codes_agreement(codes[:, None, :], codes[None, :, :], key_weights, min_shared, missing)
+
+
+def codes_agreement(x, y, key_weights, min_shared: int = 1, missing: float = 0.0):
+    """(similarity, comparable) of the codes ``x`` and ``y`` (numpy or torch, broadcast against each
+    other over every axis but the last, the keys): e.g. an anchor's codes (B, 1, k) against its mined
+    negatives' (B, K, k). :func:`similarity_from_codes` is this for every pair of rows of one array."""
+    both = (x >= 0) & (y >= 0)
+    eq = both & (x == y)
     num = (eq * key_weights).sum(-1)
     den = (both * key_weights).sum(-1)
     comparable = both.sum(-1) >= max(1, min_shared)

@@ -37,6 +37,13 @@ Two levers, off by default (then the loss is exactly the one above):
   (g(a_i, b_j) > g(a_i, b_i) - m, or the same seen from b_j: :func:`afmrl.losses.gist.guide_negative_mask`),
   the attribute weights elsewhere.
 
+Mined negatives (``mined_b`` (B, K, d) with ``mined_attr_codes`` (B, K, k) and ``mined_valid`` (B, K),
+:mod:`afmrl.training.mining`; needs the ``attr_codes`` form): each anchor i also meets its own K
+catalogue-wide negatives n_ik in the a->b direction, weighted by the same rule against i's item:
+beta when comparable with tau_hard <= sim < tau_fn (differs in few key attributes), 0 when sim >= tau_fn
+(the same key attributes: the same product listed twice, masked), 1 otherwise; with ``guide_margin``
+also 0 where the guide rates n_ik as close to a_i as b_i (``mined_guide`` (B, K, d')).
+
 Instead of the pairwise matrices, pass the per-item ``attr_codes`` (B, k) (-1: key not stated) with
 ``attr_key_weights`` (k,) (``afmrl.attributes.similarity.attribute_codes``): the loss computes the
 similarity itself (``min_shared_keys`` keys in common to compare). Across processes this is the form
@@ -58,9 +65,10 @@ Example::
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from afmrl.attributes.similarity import similarity_from_codes
+from afmrl.attributes.similarity import codes_agreement, similarity_from_codes
 from afmrl.losses.core import Temperature, weighted_contrastive, weighted_contrastive_blocks
 from afmrl.losses.distributed import gather_items
 from afmrl.losses.gist import guide_negative_mask
@@ -68,10 +76,18 @@ from afmrl.losses.gist import guide_negative_mask
 
 def agcl_weights(attr_sim: torch.Tensor, comparable: torch.Tensor, tau_hard: float, tau_fn: float,
                  beta: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(weights, false_negatives): negative weights w_ij and the false-negative mask F_ij."""
+    """(weights, false_negatives): negative weights w_ij and the false-negative mask F_ij of a batch
+    (the diagonal, each pair itself, is neither)."""
     n = attr_sim.shape[0]
     off = ~torch.eye(n, dtype=torch.bool, device=attr_sim.device)
-    comparable = comparable.to(torch.bool) & off
+    return negative_weights(attr_sim, comparable.to(torch.bool) & off, tau_hard, tau_fn, beta)
+
+
+def negative_weights(attr_sim: torch.Tensor, comparable: torch.Tensor, tau_hard: float, tau_fn: float,
+                     beta: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(weights, false_negatives) of candidates of any shape: 0 for a false negative (comparable, sim >=
+    tau_fn), beta for a hard one (comparable, tau_hard <= sim < tau_fn), 1 otherwise."""
+    comparable = comparable.to(torch.bool)
     fn = comparable & (attr_sim >= tau_fn)
     hard = comparable & (attr_sim >= tau_hard) & ~fn
     w = torch.ones_like(attr_sim, dtype=torch.float32)
@@ -99,7 +115,13 @@ class AGCLLoss(nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor, *, attr_sim: torch.Tensor | None = None,
                 attr_comparable: torch.Tensor | None = None, attr_codes: torch.Tensor | None = None,
                 attr_key_weights: torch.Tensor | None = None, guide_a: torch.Tensor | None = None,
-                guide_b: torch.Tensor | None = None, **_: object) -> torch.Tensor:  # fmt: skip
+                guide_b: torch.Tensor | None = None, mined_b: torch.Tensor | None = None,
+                mined_attr_codes: torch.Tensor | None = None, mined_valid: torch.Tensor | None = None,
+                mined_guide: torch.Tensor | None = None, **_: object) -> torch.Tensor:  # fmt: skip
+        mined = None
+        if mined_b is not None:
+            mined = (mined_b, self._mined_weights(attr_codes, attr_key_weights, mined_attr_codes, mined_valid,
+                                                  guide_a, guide_b, mined_guide))  # fmt: skip
         if attr_codes is not None:
             if attr_key_weights is None:
                 raise ValueError("attr_codes needs attr_key_weights (one weight per attribute key)")
@@ -114,7 +136,26 @@ class AGCLLoss(nn.Module):
             w = w * ~guide_negative_mask(gather_items(guide_a), gather_items(guide_b), self.guide_margin)
         if not self.intra_modal and (self.positive_weight == 1.0 or not self.fn_as_positive):
             return weighted_contrastive(a, b, self.temperature(), weights=w.to(a.dtype),
-                                        positives=fn if self.fn_as_positive else None)  # fmt: skip
+                                        positives=fn if self.fn_as_positive else None, mined=mined)  # fmt: skip
         pos_w = fn.to(a.dtype) * self.positive_weight if self.fn_as_positive else None
         return weighted_contrastive_blocks(a, b, self.temperature(), weights=w.to(a.dtype), positive_weights=pos_w,
-                                           intra_modal=self.intra_modal)  # fmt: skip
+                                           intra_modal=self.intra_modal, mined=mined)  # fmt: skip
+
+    def _mined_weights(self, attr_codes: torch.Tensor | None, key_weights: torch.Tensor | None,
+                       mined_codes: torch.Tensor | None, valid: torch.Tensor | None, guide_a: torch.Tensor | None,
+                       guide_b: torch.Tensor | None, mined_guide: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        """(B, K) weights of each anchor's mined negatives (module doc), from this process's rows."""
+        if attr_codes is None or key_weights is None or mined_codes is None:
+            raise ValueError("AGCL with mined negatives needs attr_codes, attr_key_weights and mined_attr_codes")
+        sim, comparable = codes_agreement(attr_codes[:, None, :], mined_codes, key_weights, self.min_shared_keys)
+        w, _ = negative_weights(sim, comparable, self.tau_hard, self.tau_fn, self.beta)
+        if valid is not None:
+            w = w * valid.to(w.dtype)
+        if self.guide_margin is not None:
+            if guide_a is None or guide_b is None or mined_guide is None:
+                raise ValueError("AGCL with guide_margin and mined negatives needs guide_a, guide_b and mined_guide")
+            ga = F.normalize(guide_a, dim=-1)
+            positive = (ga * F.normalize(guide_b, dim=-1)).sum(-1, keepdim=True)
+            close = torch.einsum("nd,nkd->nk", ga, F.normalize(mined_guide, dim=-1)) > positive - self.guide_margin
+            w = w * ~close
+        return w

@@ -15,6 +15,12 @@ cross-modal a b^T and the intra-modal a a^T (resp. b b^T for the b->a direction)
 own weights, all in one softmax per anchor. GIST's one-directional loss is one such direction with
 the blocks a b^T, a a^T, b b^T.
 
+Mined negatives (``mined=(n, w)``, :mod:`afmrl.training.mining`): each anchor a_i also meets its own K
+negatives n_i1..n_iK (catalogue-wide neighbours of other products, mined before training), each with
+a weight w_ik (0 masks it), in the a->b direction: one more block of logits a_i . n_ik / tau in the same
+softmax (sentence-transformers' ``MultipleNegativesRankingLoss`` with hard-negative columns, each
+anchor against its own). They are this process's rows only: nothing is gathered for them.
+
 Across processes (``torchrun`` / ``accelerate launch``, :mod:`afmrl.losses.distributed`): ``a`` and
 ``b`` are this process's rows; they are gathered with their gradient, ``weights`` / ``positives``
 are the *global* (N, N) matrices (N = world size x local rows; each loss builds them from gathered
@@ -31,6 +37,9 @@ import torch
 from torch import nn
 
 from afmrl.losses.distributed import gather_with_grad, local_rows
+
+Block = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Mined = tuple[torch.Tensor, torch.Tensor]  # (negatives (n, K, d), their weights (n, K)) of this process's anchors
 
 
 class Temperature(nn.Module):
@@ -52,20 +61,30 @@ class Temperature(nn.Module):
         return float(1.0 / self().detach())
 
 
+def unit_mined(mined_b: torch.Tensor | None, mined_valid: torch.Tensor | None) -> Mined | None:
+    """Mined negatives each counted once (weight 1; 0 where ``mined_valid`` is False: a padded slot)."""
+    if mined_b is None:
+        return None
+    valid = torch.ones(mined_b.shape[:2], dtype=torch.bool, device=mined_b.device) if mined_valid is None \
+        else mined_valid.to(torch.bool)  # fmt: skip
+    return mined_b, valid.to(mined_b.dtype)
+
+
 def weighted_contrastive(
     a: torch.Tensor,
     b: torch.Tensor,
     scale: torch.Tensor | float,
     weights: torch.Tensor | None = None,
     positives: torch.Tensor | None = None,
+    mined: Mined | None = None,
 ) -> torch.Tensor:
     """Symmetric weighted InfoNCE. ``weights``/``positives``: (B, B) over the global batch; the
-    diagonal is always positive. One block of :func:`weighted_contrastive_blocks` with 0/1 positives."""
+    diagonal is always positive. One block of :func:`weighted_contrastive_blocks` with 0/1 positives
+    (and the anchors' ``mined`` negatives)."""
     positive_weights = None if positives is None else positives.to(torch.bool).to(a.dtype)
-    return weighted_contrastive_blocks(a, b, scale, weights=weights, positive_weights=positive_weights)
+    return weighted_contrastive_blocks(a, b, scale, weights=weights, positive_weights=positive_weights, mined=mined)
 
 
-Block = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def block_direction(blocks: list[Block]) -> torch.Tensor:
@@ -103,6 +122,7 @@ def weighted_contrastive_blocks(
     weights: torch.Tensor | None = None,
     positive_weights: torch.Tensor | None = None,
     intra_modal: bool = False,
+    mined: Mined | None = None,
 ) -> torch.Tensor:
     """Symmetric weighted InfoNCE with weighted positives and, optionally, intra-modal negatives.
 
@@ -112,7 +132,8 @@ def weighted_contrastive_blocks(
     direction b_i with every b_j, with the same weights (so a pair masked or made positive across the
     modalities is masked or made positive within each modality too). N is the global batch across
     processes; each process averages over its local rows (:mod:`afmrl.losses.distributed`).
-    With ``positive_weights`` in {0, 1} and ``intra_modal=False`` it equals :func:`weighted_contrastive`."""
+    With ``positive_weights`` in {0, 1} and ``intra_modal=False`` it equals :func:`weighted_contrastive`.
+    ``mined``: each local anchor's own negatives and their weights, one more a->b block (module doc)."""
     rows = local_rows(a.shape[0])
     a_all, b_all = gather_with_grad(a), gather_with_grad(b)
     n_all = a_all.shape[0]
@@ -131,4 +152,11 @@ def weighted_contrastive_blocks(
     if intra_modal:  # the diagonal (the item itself) is neither a positive nor a negative
         ab_blocks.append(((a @ a_all.T) * scale, w[rows] * off, p[rows] * off))
         ba_blocks.append(((b @ b_all.T) * scale, w.T[rows] * off, p.T[rows] * off))
+    if mined is not None:
+        negatives, neg_w = mined
+        if negatives.shape[:2] != neg_w.shape or negatives.shape[0] != a.shape[0]:
+            raise ValueError(f"mined: negatives {tuple(negatives.shape)} and weights {tuple(neg_w.shape)} must be "
+                             f"(n, K, d) and (n, K) for the {a.shape[0]} local anchors")  # fmt: skip
+        logits = torch.einsum("nd,nkd->nk", a, negatives.to(a.dtype)) * scale
+        ab_blocks.append((logits, neg_w.to(a.dtype), torch.zeros_like(logits)))
     return 0.5 * (block_direction(ab_blocks) + block_direction(ba_blocks))

@@ -88,7 +88,10 @@ class GISTLoss(nn.Module):
         self.strategy = strategy
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, *, guide_a: torch.Tensor, guide_b: torch.Tensor,
-                **_: object) -> torch.Tensor:  # fmt: skip
+                mined_b: torch.Tensor | None = None, mined_valid: torch.Tensor | None = None,
+                mined_guide: torch.Tensor | None = None, **_: object) -> torch.Tensor:  # fmt: skip
+        """``mined_b`` / ``mined_guide`` (B, K, .): each anchor's mined negatives and their guide vectors,
+        one more anchor-negative block (sentence-transformers' hard-negative column), under the same filter."""
         n = a.shape[0]
         rows = local_rows(n)
         a_all, b_all = gather_with_grad(a), gather_with_grad(b)
@@ -105,6 +108,17 @@ class GISTLoss(nn.Module):
             pos_w = (eye if positive else torch.zeros_like(eye)).to(a.dtype)
             return (anchor @ cands.T) * scale, (~masked).to(a.dtype), pos_w
 
-        return block_direction([block(a, b_all, ga, gb_all, True),  # anchor-positive
-                                block(a, a_all, ga, ga_all, False),  # anchor-anchor
-                                block(b, b_all, gb, gb_all, False)])  # positive-positive  # fmt: skip
+        blocks = [block(a, b_all, ga, gb_all, True),  # anchor-positive
+                  block(a, a_all, ga, ga_all, False),  # anchor-anchor
+                  block(b, b_all, gb, gb_all, False)]  # positive-positive  # fmt: skip
+        if mined_b is not None:
+            if mined_guide is None:
+                raise ValueError("GIST with mined negatives needs mined_guide (their guide vectors)")
+            g = torch.einsum("nd,nkd->nk", F.normalize(ga, dim=-1), F.normalize(mined_guide, dim=-1))
+            pos = positive_sim.view(-1, 1)
+            masked = g > (pos - self.margin if self.strategy == "absolute" else pos - pos.abs() * self.margin)
+            if mined_valid is not None:
+                masked = masked | ~mined_valid.to(torch.bool)
+            logits = torch.einsum("nd,nkd->nk", a, mined_b.to(a.dtype)) * scale
+            blocks.append((logits, (~masked).to(a.dtype), torch.zeros_like(logits)))
+        return block_direction(blocks)

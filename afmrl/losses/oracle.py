@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from afmrl.losses.core import Temperature, weighted_contrastive
+from afmrl.losses.core import Temperature, unit_mined, weighted_contrastive
 from afmrl.losses.distributed import gather_items
 
 
@@ -32,7 +32,11 @@ class OracleLoss(nn.Module):
         self.temperature = Temperature(temperature, learnable)
         self.as_positive = as_positive
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, *, product_ids: torch.Tensor, **_: object) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, b: torch.Tensor, *, product_ids: torch.Tensor,
+                mined_b: torch.Tensor | None = None, mined_valid: torch.Tensor | None = None,
+                **_: object) -> torch.Tensor:  # fmt: skip
+        """``mined_b``: each anchor's mined negatives (other products by construction: counted once)."""
         same = same_product(gather_items(product_ids))
         return weighted_contrastive(a, b, self.temperature(), weights=(~same).to(a.dtype),
-                                    positives=same if self.as_positive else None)  # fmt: skip
+                                    positives=same if self.as_positive else None,
+                                    mined=unit_mined(mined_b, mined_valid))  # fmt: skip

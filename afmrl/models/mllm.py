@@ -5,7 +5,9 @@ calls ``from_pretrained``. The processor subclass drops the video processor (Qwe
 processor needs torchvision, which this project does not use); everything else is the stock
 ``Qwen2VLProcessor``. Real ids (``Qwen/Qwen2-VL-2B-Instruct``, whose ``preprocessor_config.json``
 names the stock class) and the tiny folders written by :mod:`afmrl.models.tiny` go through the
-same function; a text-only causal LM folder gets its tokenizer as the "processor".
+same function; a text-only causal LM folder gets its tokenizer as the "processor". The LLaVA-style
+extractor (:mod:`afmrl.models.llava`, ``model_type: afmrl_llava``) is registered with the Auto classes
+here too, so its folders load through the same function.
 
 ``min_pixels`` / ``max_pixels`` cap the image size (the number of vision tokens), which is what
 keeps Qwen2-VL's memory in check.
@@ -23,7 +25,8 @@ from transformers import Qwen2VLProcessor
 
 from afmrl.digest import digest_bytes, folder_digest
 
-VLM_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
+VLM_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "afmrl_llava")
+FIXED_SIZE_MODEL_TYPES = ("afmrl_llava",)  # images resized to one square size: the pixel caps do not apply
 
 
 class AfmrlQwen2VLProcessor(Qwen2VLProcessor):
@@ -45,7 +48,10 @@ def register_processor() -> None:
         return
     from transformers import AutoProcessor, Qwen2VLConfig
 
+    from afmrl.models.llava import register as register_llava
+
     AutoProcessor.register(Qwen2VLConfig, AfmrlQwen2VLProcessor, exist_ok=True)
+    register_llava()  # the LLaVA-style extractor's config, model and processor (model_type afmrl_llava)
     _REGISTERED = True
 
 
@@ -81,12 +87,19 @@ def load_processor(path_or_id: str | Path, *, min_pixels: int | None = None, max
 
     register_processor()
     name = str(path_or_id)
-    if (model_type or model_type_of(name)) not in VLM_MODEL_TYPES:
+    model_type = model_type or model_type_of(name)
+    if model_type not in VLM_MODEL_TYPES:
         tok = AutoTokenizer.from_pretrained(name)
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         return tok
+    if model_type in FIXED_SIZE_MODEL_TYPES:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(name)
+        processor.tokenizer.padding_side = "left"
+        return processor
     processor = AfmrlQwen2VLProcessor.from_pretrained(name)
     ip = processor.image_processor
     size = dict(ip.size) if getattr(ip, "size", None) else {}
@@ -124,6 +137,20 @@ def resolve_model(path_or_id: str | Path) -> str:
     if not isinstance(target, str) or not target or Path(target).resolve() == Path(name).resolve():
         raise ConfigError(f"base pointer names no other model: {target!r}", file=str(pointer), field="model")
     return target
+
+
+def image_pixel_cap(processor: Any, max_pixels: int | None) -> int | None:
+    """The ``max_pixels`` to store prompt images with (:func:`afmrl.training.sft.prompt_image` keeps at most 4 x
+    that): ``mllm.max_pixels``, or for a fixed-size image processor (the LLaVA-style extractor resizes every
+    image to ``image_size`` squared) half its area where that is larger, so a stored photo up to 2:1 keeps
+    its short side at ``image_size`` or more (shrinking it below would only lose detail)."""
+    size = getattr(getattr(processor, "image_processor", None), "size", None)
+    height, width = (getattr(size, "height", None), getattr(size, "width", None)) if size is not None else (None, None)
+    if isinstance(size, dict):
+        height, width = size.get("height"), size.get("width")
+    if not (height and width) or max_pixels is None:
+        return max_pixels
+    return max(int(max_pixels), int(height) * int(width) // 2)
 
 
 def model_fingerprint(path_or_id: str | Path) -> str:

@@ -3,6 +3,8 @@
 - ``build_tiny_vlm``: a ``Qwen2VLForConditionalGeneration`` (a few layers, width 64, a 1-block
   vision tower) with ``AfmrlQwen2VLProcessor`` (``Qwen2VLImageProcessorPil`` with small
   ``min_pixels``/``max_pixels``, no video processor).
+- ``build_tiny_llava``: the LLaVA-style extractor (:mod:`afmrl.models.llava`): the pretrained
+  EfficientNet-Lite0 image tower (frozen), a projector into a few soft tokens, a tiny Qwen2.
 - ``build_tiny_lm``: a text-only ``Qwen2ForCausalLM`` with the same tokenizer.
 
 The tokenizer is a byte-level BPE trained with the ``tokenizers`` library on the catalogue's text
@@ -177,8 +179,35 @@ def build_tiny_lm(out_dir: str | Path, texts: Iterable[str], *, vocab_size: int 
     return out
 
 
+def build_tiny_llava(out_dir: str | Path, texts: Iterable[str], *, vocab_size: int = 2048, hidden: int = 128,
+                     layers: int = 2, heads: int = 4, kv_heads: int = 2, image_size: int = 224, image_grid: int = 2,
+                     projector_hidden: int = 512, vision_trainable_blocks: int = 0, seed: int = 0) -> Path:  # fmt: skip
+    """Build, save and return the folder of the LLaVA-style extractor (:mod:`afmrl.models.llava`): the
+    pretrained EfficientNet-Lite0 tower, a seeded projector and a seeded tiny Qwen2 with the catalogue's tokenizer."""
+    from afmrl.models.llava import build_llava
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(texts, vocab_size)
+    model, processor = build_llava(tokenizer, CHAT_TEMPLATE, hidden=hidden, layers=layers, heads=heads,
+                                   kv_heads=kv_heads, image_size=image_size, image_grid=image_grid,
+                                   projector_hidden=projector_hidden, vision_trainable_blocks=vision_trainable_blocks,
+                                   text_kwargs=_text_kwargs(tokenizer, hidden, layers, heads, kv_heads), seed=seed)  # fmt: skip
+    _save_generation_config(model, tokenizer, out)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    _write_info(out, {"kind": "tiny-llava", "params": n_params, "trainable_params": n_trainable,
+                      "vocab_size": len(tokenizer), "seed": seed, "hidden": hidden, "layers": layers,
+                      "image_size": image_size, "image_tokens": processor.image_tokens,
+                      "vision_trainable_blocks": vision_trainable_blocks})  # fmt: skip
+    return out
+
+
 def build_tiny(kind: str, out_dir: str | Path, catalog_dir: str | Path | None = None, **kwargs: Any) -> Path:
-    """``kind``: ``vlm`` or ``lm``; the tokenizer learns the catalogue's text (or the schema's words alone)."""
+    """``kind``: ``vlm`` (tiny Qwen2-VL), ``llava`` (pretrained EfficientNet-Lite0 + tiny Qwen2) or ``lm``; the
+    tokenizer learns the catalogue's text (or the schema's words alone)."""
     import pandas as pd
 
     from afmrl.catalog.io import read_catalog
@@ -187,6 +216,8 @@ def build_tiny(kind: str, out_dir: str | Path, catalog_dir: str | Path | None = 
     texts = catalog_corpus(listings)
     if kind == "vlm":
         return build_tiny_vlm(out_dir, texts, **kwargs)
+    if kind == "llava":
+        return build_tiny_llava(out_dir, texts, **kwargs)
     if kind == "lm":
         return build_tiny_lm(out_dir, texts, **kwargs)
-    raise ValueError(f"unknown tiny model kind {kind!r} (vlm or lm)")
+    raise ValueError(f"unknown tiny model kind {kind!r} (vlm, llava or lm)")

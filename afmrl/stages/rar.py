@@ -86,7 +86,7 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, encoder: s
 
     from afmrl.attributes.schema import resolve_keys
     from afmrl.models.encoders import load_encoder
-    from afmrl.models.mllm import cpu_threads_for, load_mllm
+    from afmrl.models.mllm import cpu_threads_for, image_pixel_cap, load_mllm
 
     r, m = cfg.rar, cfg.mllm
     base = str(base_model)
@@ -114,7 +114,8 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, encoder: s
     if prompts.empty:
         raise DataError(f"no RAR prompt can be scored: no listing of {r.splits} has a target ({r.target}) in the "
                         f"gallery (splits {r.gallery_splits})", field="rar.target")  # fmt: skip
-    rows = prompt_rows(catalog, prompts, keys, with_images, m.max_description_chars, m.max_pixels)
+    rows = prompt_rows(catalog, prompts, keys, with_images, m.max_description_chars,
+                       image_pixel_cap(loaded.processor, m.max_pixels))
     if len(rows) < prompts_per_step(args):  # trl drops an incomplete batch of prompts: repeat the few there are
         rows = (rows * -(-prompts_per_step(args) // len(rows)))[: prompts_per_step(args)]
     dataset = datasets.Dataset.from_list(rows)

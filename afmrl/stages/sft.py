@@ -35,7 +35,7 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, out_dir: s
     from trl import SFTTrainer
 
     from afmrl.attributes.schema import resolve_keys
-    from afmrl.models.mllm import cpu_threads_for, load_mllm, resolve_model
+    from afmrl.models.mllm import cpu_threads_for, image_pixel_cap, load_mllm, resolve_model
 
     s, m = cfg.sft, cfg.mllm
     base = resolve_model(base_model)  # the tiny stage's folder, or the real model its base.json names
@@ -49,7 +49,8 @@ def run(cfg: Config, catalog_dir: str | Path, base_model: str | Path, out_dir: s
     loaded = load_mllm(base, min_pixels=m.min_pixels, max_pixels=m.max_pixels, dtype=m.dtype, device=m.device)
     with_images = loaded.is_vlm and m.use_images and df["image"].notna().any()
     rows = sft_rows(catalog, df, keys, source=s.target_source, with_images=bool(with_images),
-                    max_description_chars=m.max_description_chars, max_pixels=m.max_pixels)  # fmt: skip
+                    max_description_chars=m.max_description_chars,
+                    max_pixels=image_pixel_cap(loaded.processor, m.max_pixels))  # fmt: skip
     if not rows:
         raise DataError(f"no SFT examples: no listing of split(s) {s.splits} has {s.target_source} attributes")
     dataset = datasets.Dataset.from_list(rows)

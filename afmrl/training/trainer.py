@@ -52,13 +52,13 @@ import torch
 from torch import nn
 
 from afmrl.atomic import atomic_path, write_json_atomic
-from afmrl.attributes.similarity import attribute_codes, similarity_from_codes
+from afmrl.attributes.similarity import attribute_codes, codes_agreement, similarity_from_codes
 from afmrl.config import EncoderConfig, TrainConfig
 from afmrl.digest import digest_bytes
 from afmrl.errors import ConfigError, DataError
 from afmrl.losses import AGCLLoss, CachedLoss, GISTLoss, InfoNCELoss, OracleLoss
 from afmrl.losses import distributed as dist_
-from afmrl.losses.agcl import agcl_weights
+from afmrl.losses.agcl import agcl_weights, negative_weights
 from afmrl.losses.oracle import same_product
 from afmrl.models.encoders.base import load_image
 from afmrl.models.encoders.dual import DualEncoder
@@ -67,6 +67,7 @@ from afmrl.progress import progress
 from afmrl.tracking.runs import StageRun
 from afmrl.training.data import PairSet
 from afmrl.training.guide import zero_shot_guides
+from afmrl.training.mining import AttributeBonus, mine_negatives
 from afmrl.training.samplers import batch_stream, shard
 
 CHECKPOINT_GLOB = "step-*.pt"
@@ -161,6 +162,14 @@ class ContrastiveTrainer:
             stats["mask_precision"] = float((fn & truth).sum()) / max(1, int(fn.sum()))
             stats["mask_recall"] = float((fn & truth).sum()) / max(1, int(truth.sum()))
             stats["hard_rate"] = float((w > 1).sum()) / (n * (n - 1))
+            if self.cfg.mined_negatives:  # how AGCL's attributes weigh the mined negatives (all other products)
+                neg = self.mined[idx]
+                sim, comparable = codes_agreement(self.attr_codes[idx][:, None, :], self.attr_codes[neg.clamp(min=0)],
+                                                  self.attr_weights, self.cfg.min_shared_keys)  # fmt: skip
+                mw, mfn = negative_weights(sim, comparable, self.cfg.tau_hard, self.cfg.tau_fn, self.cfg.beta)
+                valid = neg >= 0
+                stats["mined_masked_rate"] = float((mfn & valid).sum()) / max(1, int(valid.sum()))
+                stats["mined_hard_rate"] = float(((mw > 1) & valid).sum()) / max(1, int(valid.sum()))
         return stats
 
     # ------------------------------------------------------------------ checkpoints
@@ -234,12 +243,39 @@ class ContrastiveTrainer:
         p = self.pairs
         self.feats_a = torch.from_numpy(tower_features(self.model, p.a_kind, p.a_inputs, self.cache_dir))
         self.feats_b = torch.from_numpy(tower_features(self.model, p.b_kind, p.b_inputs, self.cache_dir))
-        if self._uses_guide():  # zero-shot guide in a space both views share (afmrl.training.guide)
+        if self._needs_guide():  # zero-shot guide in a space both views share (afmrl.training.guide)
             self.guide_a, self.guide_b = zero_shot_guides(self.model, p.a_kind, self.feats_a, p.b_kind, self.feats_b)
+        if self.cfg.mined_negatives:  # catalogue-wide hard negatives from the guide's neighbours (training.mining)
+            cfg = self.cfg
+            bonus = AttributeBonus(self.attr_codes, self.attr_weights, cfg.mining_attribute_bonus, cfg.tau_hard,
+                                   cfg.tau_fn, cfg.min_shared_keys) if cfg.method == "agcl" and \
+                cfg.mining_attribute_bonus > 0 else None  # fmt: skip
+            self.mined = mine_negatives(self.guide_a, self.guide_b, p.products, cfg.mined_negatives, attributes=bonus)
+
+    def mined_extras(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss's inputs for the mined negatives of rows ``idx`` (frozen mode): their embeddings
+        (with gradient through the heads), which slots hold one, and per method their attribute codes
+        (AGCL) or guide vectors (GIST, guided AGCL)."""
+        if not self.cfg.mined_negatives:
+            return {}
+        neg = self.mined[idx]  # (n, K) pair indices, -1: no negative in that slot
+        valid = neg >= 0
+        flat = neg.clamp(min=0).reshape(-1)
+        emb = self._project(self.pairs.b_kind, self.feats_b[flat]).view(*neg.shape, -1)
+        extras = {"mined_b": emb, "mined_valid": valid}
+        if self.cfg.method == "agcl":
+            extras["mined_attr_codes"] = self.attr_codes[flat].view(*neg.shape, -1)
+        if self._uses_guide():
+            extras["mined_guide"] = self.guide_b[flat].view(*neg.shape, -1)
+        return extras
 
     def _uses_guide(self) -> bool:
         """GIST, and AGCL with ``train.agcl_guide``, read the zero-shot guide's embeddings."""
         return self.cfg.method == "gist" or (self.cfg.method == "agcl" and self.cfg.agcl_guide)
+
+    def _needs_guide(self) -> bool:
+        """The guide is computed for the losses that read it and for mining negatives."""
+        return self._uses_guide() or self.cfg.mined_negatives > 0
 
     def batches(self, start_step: int = 0) -> Iterator[list[int]]:
         """The pair indices of every step's global batch from ``start_step`` (the same sampler in both
@@ -288,7 +324,10 @@ class ContrastiveTrainer:
         full = cfg.mode == "full"
         owns_group = _join_process_group(cfg)
         world, rank = dist_.world_size(), dist_.rank()
-        if not full or self._uses_guide():  # the guide: the pretrained towers' features, in both modes
+        if cfg.mined_negatives and (full or cfg.mini_batch_size):
+            raise ConfigError("mined negatives are embedded from the cached backbone features: they need "
+                              "train.mode=frozen and no train.mini_batch_size", field="train.mined_negatives")  # fmt: skip
+        if not full or self._needs_guide():  # the guide: the pretrained towers' features, in both modes
             if rank > 0:
                 _barrier()  # rank 0 computes (and caches) the backbone features first; the others read them
             self.prepare_features()
@@ -325,7 +364,7 @@ class ContrastiveTrainer:
                 if cache is None:
                     with acc.autocast():
                         a, b = self._features(self.model, ids, idx, acc.device)
-                        loss = loss_fn(a, b, **extras)
+                        loss = loss_fn(a, b, **extras, **self.mined_extras(idx))
                     opt.zero_grad(set_to_none=True)
                     acc.backward(loss)
                 else:  # GradCache: embed in mini-batches, backward inside

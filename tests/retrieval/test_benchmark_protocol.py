@@ -35,6 +35,18 @@ def test_settings_per_dataset(bench, capsys):
     assert "encoder.attributes_source=rules" in bench.DATASETS["offers"]["overrides"]
 
 
+def test_mined_baselines_get_the_negatives_agcl_gets(bench):
+    spec = bench.DATASETS["offers"]
+    agcl = bench.run_overrides(spec, "agcl", "agcl")
+    k = next(o for o in agcl if o.startswith("train.mined_negatives="))
+    assert k != "train.mined_negatives=0"
+    for name, method in (("infonce+mined", "infonce"), ("gist+mined", "gist")):
+        extra = bench.run_overrides(spec, name, method)
+        assert extra == [k]  # the same K, none of AGCL's own settings
+    assert bench.run_overrides(spec, "infonce", "infonce") == []
+    assert bench.run_overrides(bench.DATASETS["grocery-store"], "agcl", "agcl") == []  # grocery: AGCL's defaults
+
+
 def _grocery_like(tmp_path):
     rows = []
     for p in range(6):
