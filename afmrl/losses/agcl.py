@@ -71,7 +71,7 @@ from torch import nn
 from afmrl.attributes.similarity import codes_agreement, similarity_from_codes
 from afmrl.losses.core import Temperature, weighted_contrastive, weighted_contrastive_blocks
 from afmrl.losses.distributed import gather_items
-from afmrl.losses.gist import guide_negative_mask
+from afmrl.losses.gist import guide_negative_mask, mined_guide_mask
 
 
 def agcl_weights(attr_sim: torch.Tensor, comparable: torch.Tensor, tau_hard: float, tau_fn: float,
@@ -81,6 +81,14 @@ def agcl_weights(attr_sim: torch.Tensor, comparable: torch.Tensor, tau_hard: flo
     n = attr_sim.shape[0]
     off = ~torch.eye(n, dtype=torch.bool, device=attr_sim.device)
     return negative_weights(attr_sim, comparable.to(torch.bool) & off, tau_hard, tau_fn, beta)
+
+
+def mined_weights(codes: torch.Tensor, mined_codes: torch.Tensor, key_weights: torch.Tensor, min_shared: int,
+                  tau_hard: float, tau_fn: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(weights, false_negatives), (B, K): each anchor's mined negatives (codes (B, K, k)) judged against the
+    anchor's own item (codes (B, k)) by :func:`negative_weights`."""
+    sim, comparable = codes_agreement(codes[:, None, :], mined_codes, key_weights, min_shared)
+    return negative_weights(sim, comparable, tau_hard, tau_fn, beta)
 
 
 def negative_weights(attr_sim: torch.Tensor, comparable: torch.Tensor, tau_hard: float, tau_fn: float,
@@ -147,15 +155,13 @@ class AGCLLoss(nn.Module):
         """(B, K) weights of each anchor's mined negatives (module doc), from this process's rows."""
         if attr_codes is None or key_weights is None or mined_codes is None:
             raise ValueError("AGCL with mined negatives needs attr_codes, attr_key_weights and mined_attr_codes")
-        sim, comparable = codes_agreement(attr_codes[:, None, :], mined_codes, key_weights, self.min_shared_keys)
-        w, _ = negative_weights(sim, comparable, self.tau_hard, self.tau_fn, self.beta)
+        w, _ = mined_weights(attr_codes, mined_codes, key_weights, self.min_shared_keys, self.tau_hard, self.tau_fn,
+                             self.beta)  # fmt: skip
         if valid is not None:
             w = w * valid.to(w.dtype)
         if self.guide_margin is not None:
             if guide_a is None or guide_b is None or mined_guide is None:
                 raise ValueError("AGCL with guide_margin and mined negatives needs guide_a, guide_b and mined_guide")
-            ga = F.normalize(guide_a, dim=-1)
-            positive = (ga * F.normalize(guide_b, dim=-1)).sum(-1, keepdim=True)
-            close = torch.einsum("nd,nkd->nk", ga, F.normalize(mined_guide, dim=-1)) > positive - self.guide_margin
-            w = w * ~close
+            positive = (F.normalize(guide_a, dim=-1) * F.normalize(guide_b, dim=-1)).sum(-1)
+            w = w * ~mined_guide_mask(guide_a, mined_guide, positive, self.guide_margin)
         return w

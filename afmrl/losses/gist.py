@@ -60,9 +60,20 @@ def gist_mask(guide_rows: torch.Tensor, guide_cols: torch.Tensor, positive_sim: 
     positive (``positive_sim``, (n,), the guided anchor-positive similarity): a suspected false
     negative, to mask. Guides are compared by cosine similarity."""
     g = F.normalize(guide_rows, dim=-1) @ F.normalize(guide_cols, dim=-1).T
+    return g > _threshold(positive_sim, margin, strategy)
+
+
+def mined_guide_mask(guide_rows: torch.Tensor, mined_guide: torch.Tensor, positive_sim: torch.Tensor,
+                     margin: float = 0.0, strategy: Literal["absolute", "relative"] = "absolute") -> torch.Tensor:  # fmt: skip
+    """(n, K) bool: :func:`gist_mask`'s rule for each row's own K mined negatives (``mined_guide`` (n, K, d'))."""
+    g = torch.einsum("nd,nkd->nk", F.normalize(guide_rows, dim=-1), F.normalize(mined_guide, dim=-1))
+    return g > _threshold(positive_sim, margin, strategy)
+
+
+def _threshold(positive_sim: torch.Tensor, margin: float, strategy: str) -> torch.Tensor:
+    """(n, 1): the guide similarity above which a candidate counts as close as row i's positive."""
     pos = positive_sim.view(-1, 1)
-    threshold = pos - margin if strategy == "absolute" else pos - pos.abs() * margin
-    return g > threshold
+    return pos - margin if strategy == "absolute" else pos - pos.abs() * margin
 
 
 def guide_negative_mask(guide_a: torch.Tensor, guide_b: torch.Tensor, margin: float = 0.0,
@@ -114,9 +125,7 @@ class GISTLoss(nn.Module):
         if mined_b is not None:
             if mined_guide is None:
                 raise ValueError("GIST with mined negatives needs mined_guide (their guide vectors)")
-            g = torch.einsum("nd,nkd->nk", F.normalize(ga, dim=-1), F.normalize(mined_guide, dim=-1))
-            pos = positive_sim.view(-1, 1)
-            masked = g > (pos - self.margin if self.strategy == "absolute" else pos - pos.abs() * self.margin)
+            masked = mined_guide_mask(ga, mined_guide, positive_sim, self.margin, self.strategy)
             if mined_valid is not None:
                 masked = masked | ~mined_valid.to(torch.bool)
             logits = torch.einsum("nd,nkd->nk", a, mined_b.to(a.dtype)) * scale

@@ -52,13 +52,13 @@ import torch
 from torch import nn
 
 from afmrl.atomic import atomic_path, write_json_atomic
-from afmrl.attributes.similarity import attribute_codes, codes_agreement, similarity_from_codes
+from afmrl.attributes.similarity import attribute_codes, similarity_from_codes
 from afmrl.config import EncoderConfig, TrainConfig
 from afmrl.digest import digest_bytes
 from afmrl.errors import ConfigError, DataError
 from afmrl.losses import AGCLLoss, CachedLoss, GISTLoss, InfoNCELoss, OracleLoss
 from afmrl.losses import distributed as dist_
-from afmrl.losses.agcl import agcl_weights, negative_weights
+from afmrl.losses.agcl import agcl_weights, mined_weights
 from afmrl.losses.oracle import same_product
 from afmrl.models.encoders.base import load_image
 from afmrl.models.encoders.dual import DualEncoder
@@ -164,9 +164,8 @@ class ContrastiveTrainer:
             stats["hard_rate"] = float((w > 1).sum()) / (n * (n - 1))
             if self.cfg.mined_negatives:  # how AGCL's attributes weigh the mined negatives (all other products)
                 neg = self.mined[idx]
-                sim, comparable = codes_agreement(self.attr_codes[idx][:, None, :], self.attr_codes[neg.clamp(min=0)],
-                                                  self.attr_weights, self.cfg.min_shared_keys)  # fmt: skip
-                mw, mfn = negative_weights(sim, comparable, self.cfg.tau_hard, self.cfg.tau_fn, self.cfg.beta)
+                mw, mfn = mined_weights(self.attr_codes[idx], self.attr_codes[neg.clamp(min=0)], self.attr_weights,
+                                        self.cfg.min_shared_keys, self.cfg.tau_hard, self.cfg.tau_fn, self.cfg.beta)
                 valid = neg >= 0
                 stats["mined_masked_rate"] = float((mfn & valid).sum()) / max(1, int(valid.sum()))
                 stats["mined_hard_rate"] = float(((mw > 1) & valid).sum()) / max(1, int(valid.sum()))
