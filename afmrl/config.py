@@ -219,7 +219,8 @@ class TrainConfig(Section):
     mining_attribute_bonus: float = Field(0.0, ge=0, description="AGCL: mining ranks a candidate that differs from "
                                           "the pair's item in few key attributes (a hard negative) by guide "
                                           "similarity + this")  # fmt: skip
-    attribute_weights: dict[str, float] = Field(default_factory=dict, description="per-key weights (default 1)")
+    attribute_weights: dict[str, float] = Field(default_factory=dict, description="AGCL: per-key weights over the "
+                                                "schema's defaults (a key not named keeps its own; 0 leaves it out)")
     min_shared_keys: int = Field(2, ge=1, description="AGCL: keys both listings must state to be compared")
     gist_margin: float = Field(0.0, ge=0)
     guide_model: str = Field("zero-shot", description="GIST guide: the frozen pretrained towers")

@@ -25,6 +25,13 @@ import numpy as np
 from afmrl.attributes.schema import DEFAULT_SCHEMA, AttributeSchema
 
 
+def weights_over_defaults(overrides: Mapping[str, float] | None,
+                          schema: AttributeSchema = DEFAULT_SCHEMA) -> dict[str, float]:  # fmt: skip
+    """The schema's default weights with ``overrides`` on top (``train.attribute_weights``): a key not
+    named keeps its default; a weight of 0 leaves the key out."""
+    return {**schema.default_weights(), **(overrides or {})}
+
+
 def _weights(weights: Mapping[str, float] | None, schema: AttributeSchema) -> dict[str, float]:
     w = schema.default_weights() if weights is None else dict(weights)
     bad = {k: v for k, v in w.items() if v < 0}
@@ -153,11 +160,19 @@ def codes_agreement(x, y, key_weights, min_shared: int = 1, missing: float = 0.0
     """(similarity, comparable) of the codes ``x`` and ``y`` (numpy or torch, broadcast against each
     other over every axis but the last, the keys): e.g. an anchor's codes (B, 1, k) against its mined
     negatives' (B, K, k). :func:`similarity_from_codes` is this for every pair of rows of one array."""
-    both = (x >= 0) & (y >= 0)
-    eq = both & (x == y)
-    num = (eq * key_weights).sum(-1)
-    den = (both * key_weights).sum(-1)
-    comparable = both.sum(-1) >= max(1, min_shared)
+    if x.shape[-1] == 0:
+        both = (x >= 0) & (y >= 0)
+        num = den = (both * key_weights).sum(-1)
+        shared = both.sum(-1)
+    else:  # one key at a time: pair-shaped accumulators, never a (pairs x keys) temporary (catalogue-wide mining)
+        num = den = shared = 0
+        for j in range(x.shape[-1]):
+            xj, yj = x[..., j], y[..., j]
+            both = (xj >= 0) & (yj >= 0)
+            num = num + (both & (xj == yj)) * key_weights[j]
+            den = den + both * key_weights[j]
+            shared = shared + both
+    comparable = shared >= max(1, min_shared)
     if isinstance(num, np.ndarray):
         sim = np.full(num.shape, float(missing), dtype=np.float32)
         np.divide(num, den, out=sim, where=den > 0)

@@ -24,16 +24,20 @@ GIST masks the ones its guide rates as close as the positive.
 Example::
 
     mined = mine_negatives(guide_a, guide_b, products, k=4)   # (N, 4) pair indices, -1: none
+    mined = cached_mine_negatives("cache", guide_a, guide_b, products, k=4)  # the same, stored once per input
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from afmrl.atomic import atomic_path
 from afmrl.attributes.similarity import codes_agreement
+from afmrl.digest import content_hash
 from afmrl.models.encoders.base import l2_normalize
 from afmrl.progress import progress
 
@@ -105,4 +109,26 @@ def mine_negatives(guide_a: torch.Tensor, guide_b: torch.Tensor, products: np.nd
             chosen = best_j.gather(1, prods)
             out[rows, :k_eff] = torch.where(torch.isfinite(vals), chosen, -1)
             advance(sim.shape[0])
+    return out
+
+
+def cached_mine_negatives(cache_dir: str | Path | None, guide_a: torch.Tensor, guide_b: torch.Tensor,
+                          products: np.ndarray, k: int, attributes: AttributeBonus | None = None) -> torch.Tensor:  # fmt: skip
+    """:func:`mine_negatives` through an on-disk cache keyed by the content of every input (guides, products,
+    k, the attribute codes and the bonus's settings), so the seeds of a benchmark or a re-run mine once."""
+    if cache_dir is None:
+        return mine_negatives(guide_a, guide_b, products, k, attributes=attributes)
+    parts: list = [guide_a.float().numpy().tobytes(), guide_b.float().numpy().tobytes(),
+                   np.asarray(products, dtype=np.int64).tobytes(), int(k)]  # fmt: skip
+    if attributes is not None:
+        parts += [attributes.codes.numpy().astype(np.int64).tobytes(), attributes.key_weights.numpy().tobytes(),
+                  attributes.bonus, attributes.tau_hard, attributes.tau_fn, attributes.min_shared]  # fmt: skip
+    path = Path(cache_dir) / f"mined-{content_hash(*parts)[:20]}.npy"
+    if path.exists():
+        return torch.from_numpy(np.load(path))
+    out = mine_negatives(guide_a, guide_b, products, k, attributes=attributes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, out.numpy())
     return out

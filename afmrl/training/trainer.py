@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from afmrl.atomic import atomic_path, write_json_atomic
-from afmrl.attributes.similarity import attribute_codes, similarity_from_codes
+from afmrl.attributes.similarity import attribute_codes, similarity_from_codes, weights_over_defaults
 from afmrl.config import EncoderConfig, TrainConfig
 from afmrl.digest import digest_bytes
 from afmrl.errors import ConfigError, DataError
@@ -67,7 +67,7 @@ from afmrl.progress import progress
 from afmrl.tracking.runs import StageRun
 from afmrl.training.data import PairSet
 from afmrl.training.guide import zero_shot_guides
-from afmrl.training.mining import AttributeBonus, mine_negatives
+from afmrl.training.mining import AttributeBonus, cached_mine_negatives
 from afmrl.training.samplers import batch_stream, shard
 
 CHECKPOINT_GLOB = "step-*.pt"
@@ -118,7 +118,7 @@ class ContrastiveTrainer:
         self.run = run or StageRun(None)
         torch.manual_seed(cfg.seed)
         self.loss_fn = build_loss(cfg)
-        codes, weights = attribute_codes(pairs.attrs, cfg.attribute_weights or None)
+        codes, weights = attribute_codes(pairs.attrs, weights_over_defaults(cfg.attribute_weights))
         self.attr_codes = torch.from_numpy(codes)
         self.attr_weights = torch.from_numpy(weights)
         self.products = torch.from_numpy(pairs.products)
@@ -249,7 +249,8 @@ class ContrastiveTrainer:
             bonus = AttributeBonus(self.attr_codes, self.attr_weights, cfg.mining_attribute_bonus, cfg.tau_hard,
                                    cfg.tau_fn, cfg.min_shared_keys) if cfg.method == "agcl" and \
                 cfg.mining_attribute_bonus > 0 else None  # fmt: skip
-            self.mined = mine_negatives(self.guide_a, self.guide_b, p.products, cfg.mined_negatives, attributes=bonus)
+            self.mined = cached_mine_negatives(self.cache_dir, self.guide_a, self.guide_b, p.products,
+                                               cfg.mined_negatives, attributes=bonus)
 
     def mined_extras(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss's inputs for the mined negatives of rows ``idx`` (frozen mode): their embeddings

@@ -10,9 +10,12 @@ from afmrl.attributes.normalize import clean_text, normalize_size
 from afmrl.attributes.schema import DEFAULT_SCHEMA, enhanced_text, serialize_attributes
 from afmrl.attributes.similarity import (
     all_agree,
+    attribute_codes,
     attribute_similarity,
     pairwise_agreement,
     pairwise_attribute_similarity,
+    similarity_from_codes,
+    weights_over_defaults,
 )
 from afmrl.catalog.synth import BRANDS, CATEGORIES, COLOURS, MATERIAL_STYLE, PATTERNS
 
@@ -119,3 +122,14 @@ def test_pairwise_matches_scalar_and_all_agree_needs_evidence():
     assert (agree == ((shared >= 2) & np.isclose(sim, 1.0))).all()
     assert not all_agree([{"brand": "a"}, {"colour": "red"}], w)[0, 1]  # nothing shared: never "the same"
     assert all_agree([{"colour": "grey"}, {"colour": "gray"}], w)[0, 1]
+
+
+def test_weights_over_defaults_keep_the_keys_not_named():
+    w = weights_over_defaults({"category": 0.0, "brand": 2.0})
+    assert w["brand"] == 2.0 and w["category"] == 0.0 and w["colour"] == DEFAULT_SCHEMA.default_weights()["colour"]
+    attrs = [{"category": "shoes", "brand": "orvo", "colour": "red"}, {"category": "shoes", "brand": "orvo"}]
+    _, kept = attribute_codes(attrs, w)
+    assert len(kept) == len([k for k, v in w.items() if v > 0])  # category left out, every other key kept
+    codes, _ = attribute_codes(attrs, w)
+    sim, comparable = similarity_from_codes(codes, kept, min_shared=2)
+    assert not comparable[0, 1]  # brand alone is shared once category no longer counts

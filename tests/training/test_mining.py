@@ -14,7 +14,7 @@ from afmrl.losses import AGCLLoss, GISTLoss, InfoNCELoss
 from afmrl.losses.core import weighted_contrastive
 from afmrl.models.encoders.dual import DualEncoder
 from afmrl.training.data import build_pairs
-from afmrl.training.mining import AttributeBonus, mine_negatives, product_index
+from afmrl.training.mining import AttributeBonus, cached_mine_negatives, mine_negatives, product_index
 from afmrl.training.trainer import ContrastiveTrainer
 
 
@@ -118,3 +118,21 @@ def test_agcl_mining_puts_attribute_near_duplicates_first():
     bonus = AttributeBonus(codes, torch.ones(3), bonus=2.0, tau_hard=0.5, tau_fn=1.0, min_shared=2)
     mined = mine_negatives(guide, guide, products, k=3, attributes=bonus)
     assert mined[0].tolist() == [2, 1, 3]  # the near-duplicate first; the same-attributes one gets no bonus
+
+
+def test_cached_mining_stores_once_per_input_and_returns_the_same(tmp_path):
+    torch.manual_seed(0)
+    ga, gb = torch.randn(40, 8), torch.randn(40, 8)
+    products = np.arange(40) // 2
+    codes = torch.randint(-1, 3, (40, 4))
+    bonus = AttributeBonus(codes, torch.ones(4), bonus=0.2)
+    direct = mine_negatives(ga, gb, products, k=3, attributes=bonus)
+    first = cached_mine_negatives(tmp_path, ga, gb, products, 3, attributes=bonus)
+    assert torch.equal(first, direct) and len(list(tmp_path.glob("mined-*.npy"))) == 1
+    stored = next(tmp_path.glob("mined-*.npy"))
+    np.save(stored, np.zeros((40, 3), dtype=np.int64))  # a second call reads the stored result, not mines again
+    assert cached_mine_negatives(tmp_path, ga, gb, products, 3, attributes=bonus).abs().sum() == 0
+    other = cached_mine_negatives(tmp_path, ga, gb, products, 3, attributes=AttributeBonus(codes, torch.ones(4), 0.5))
+    assert len(list(tmp_path.glob("mined-*.npy"))) == 2 and torch.equal(other, mine_negatives(
+        ga, gb, products, k=3, attributes=AttributeBonus(codes, torch.ones(4), bonus=0.5)))
+    assert torch.equal(cached_mine_negatives(None, ga, gb, products, 3), mine_negatives(ga, gb, products, k=3))
