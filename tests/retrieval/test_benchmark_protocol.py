@@ -33,6 +33,12 @@ def test_settings_per_dataset(bench, capsys):
     # the grocery-store protocol: no eval split forced (test where the catalogue has it), shop attributes
     assert not any(o.startswith("eval.split") for o in bench.DATASETS["grocery-store"]["overrides"])
     assert "encoder.attributes_source=rules" in bench.DATASETS["offers"]["overrides"]
+    # text offers: every method's batches hold no two listings of one product; grocery-store's cannot
+    for name in ("offers", "wdc-products"):
+        assert "train.no_duplicate_products=true" in bench.DATASETS[name]["overrides"]
+    assert not any("no_duplicate" in o for o in bench.DATASETS["grocery-store"]["overrides"])
+    args = bench.parse_args(["--dataset", "offers", "--data", "x", "--set", "train.beta=2", "train.steps=5"])
+    assert args.set == ["train.beta=2", "train.steps=5"]
 
 
 def test_mined_baselines_get_the_negatives_agcl_gets(bench):
