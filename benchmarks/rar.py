@@ -56,6 +56,13 @@ def default_split(listings: pd.DataFrame) -> str:
     return "test" if (listings["split"] == "test").any() else "val"
 
 
+def rar_protocol(prompt_splits: list[str] | None, eval_split: str) -> str:
+    """``transductive`` when RAR's prompts (``rar.splits``; None: every listing) include the evaluation split:
+    the extractor then trains on the very photos it is scored on (with ``rar.target=product`` its reward
+    also reads their products); else ``inductive``. The README's goal is stated for the inductive protocol."""
+    return "transductive" if prompt_splits is None or eval_split in prompt_splits else "inductive"
+
+
 def quality(catalog_dir: Path, table: Path, split: str, keys: list[str]) -> dict[str, float]:
     """Attribute F1 on ``split`` over the keys the extractors were asked for (``attributes.keys`` resolved)."""
     listings = read_catalog(catalog_dir).listings
@@ -162,6 +169,8 @@ def run_seed(args: argparse.Namespace, seed: int, catalog: Path, split: str, wor
     rewards = series("reward")
     align = rar.alignment or {}
     results["sft+rar"] = {**quality(catalog, ext.table_path, split, keys), **metrics, "seconds": rar_time,
+                          "rar_prompt_splits": rar_cfg.rar.splits,
+                          "rar_protocol": rar_protocol(rar_cfg.rar.splits, split),
                           "grpo_seconds": rar.seconds, "rar_steps": rar.steps, "prompts_per_step": rar.prompts_per_step,
                           "stopped_early": rar.stopped_early, "adapter_change": rar.adapter_change,
                           "reward_first": rewards[0] if rewards else None,
@@ -170,6 +179,7 @@ def run_seed(args: argparse.Namespace, seed: int, catalog: Path, split: str, wor
                           "reward_group_std_mean": mean_of("rar/reward_group_std"),  # the GRPO signal
                           "frac_reward_zero_std": mean_of("frac_reward_zero_std"),
                           "kl_mean": mean_of("kl"),
+                          "entropy_mean": mean_of("entropy"),  # near 0: a group's samples are identical
                           "alignment_spearman": align.get("spearman"), "alignment_pearson": align.get("pearson"),
                           "alignment_answers": align.get("answers")}  # fmt: skip
     print(f"seed {seed} sft+rar", results["sft+rar"], flush=True)
@@ -231,9 +241,10 @@ def main() -> None:
     arms = {arm: aggregate([r[arm] for r in per_seed]) for arm in per_seed[0]}
 
     primary = PRIMARY[args.dataset]
+    protocol = next((r["sft+rar"]["rar_protocol"] for r in per_seed if "sft+rar" in r), None)
     lines = [f"**{args.dataset}** (split `{split}`; seeds {' '.join(map(str, args.seeds))}: mean ± std; AGCL "
              f"{args.steps} steps per arm; SFT {args.sft_steps} steps of the {args.extractor} extractor; RAR up to "
-             f"{args.rar_steps} GRPO steps)", "",
+             f"{args.rar_steps} GRPO steps" + (f"; RAR {protocol}" if protocol else "") + ")", "",
              f"| extractor | micro F1 | macro F1 | valid JSON | {primary} | wall s |", "|---|---|---|---|---|---|"]  # fmt: skip
     for arm, r in arms.items():
         lines.append(f"| {arm} | {fmt(r.get('micro_f1'))} ± {fmt(r.get('micro_f1_std'))} | {fmt(r.get('macro_f1'))} | "
@@ -244,12 +255,14 @@ def main() -> None:
               f"{fmt(r.get('rar_steps'), '.1f')} steps of {fmt(r.get('prompts_per_step'), '.0f')} prompts; reward "
               f"{fmt(r.get('reward_first'), '+.3f')} (first step) -> {fmt(r.get('reward_last'), '+.3f')} (last); "
               f"within-group reward std {fmt(r.get('reward_group_std_mean'), '.3f')}; KL {fmt(r.get('kl_mean'), '.4f')}; "
+              f"groups with zero reward spread {fmt(r.get('frac_reward_zero_std'), '.2f')}; token entropy "
+              f"{fmt(r.get('entropy_mean'), '.3f')}; "
               f"max LoRA weight change {fmt(r.get('adapter_change'), '.2e')}; reward vs attribute F1 on held-out "
               f"listings: Spearman {fmt(r.get('alignment_spearman'), '.2f')}, Pearson "
               f"{fmt(r.get('alignment_pearson'), '.2f')}."]  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"dataset": args.dataset, "split": split, "seeds": args.seeds, "primary": primary,
-                                    "extractor": args.extractor, "arms": arms}, indent=2) + "\n")  # fmt: skip
+                                    "extractor": args.extractor, "rar_protocol": protocol, "arms": arms}, indent=2) + "\n")  # fmt: skip
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -29,3 +29,11 @@ def test_metrics_are_means_over_seeds_with_their_std(bench):
     one = bench.aggregate([{"micro_f1": 0.4}])
     assert one["micro_f1_std"] == 0.0
     assert bench.PRIMARY == {"synthetic": "listing_R@1", "grocery-store": "photo_to_catalogue_R@1"}
+
+
+def test_rar_on_the_evaluation_split_is_labelled_transductive(bench):
+    assert bench.rar_protocol(["train"], "val") == "inductive"
+    assert bench.rar_protocol(["unused", "train"], "test") == "inductive"
+    assert bench.rar_protocol(["val"], "val") == "transductive"
+    assert bench.rar_protocol(["train", "test"], "test") == "transductive"
+    assert bench.rar_protocol(None, "test") == "transductive"  # every listing: the evaluation ones too
