@@ -201,9 +201,15 @@ def normalize_enum(value: object, synonyms: dict[str, str]) -> str | None:
     return " ".join(words)
 
 
+_CODE_SEPARATORS = re.compile(r"[\s\-_./]+")
+
+
 def normalize_code(value: object) -> str | None:
+    """A model number as one token, separators out: ``WH-1000XM3``, ``wh 1000 xm3``, ``WH1000XM3`` -> ``wh1000xm3``."""
     text = clean_text(value)
-    return None if text is None else text.replace(" ", "")
+    if text is None:
+        return None
+    return _CODE_SEPARATORS.sub("", text) or None
 
 
 def normalize_label(value: object) -> str | None:

@@ -7,7 +7,7 @@ One default schema covers the three catalogues the project reads:
 | category     | enum     | yes       |               |              | ``phone case``          |
 | product_type | enum     | (=category) | yes         | yes          | ``milk``                |
 | brand        | text     | yes       | yes           | yes          | ``tag heuer``           |
-| model        | code     |           |               | yes          | ``wh-1000xm3``          |
+| model        | code     |           |               | yes          | ``wh1000xm3``           |
 | colour       | enum     | yes       |               | yes          | ``grey``                |
 | pattern      | enum     | yes       |               |              | ``striped``             |
 | material     | enum     | yes       |               | yes          | ``aluminium``           |

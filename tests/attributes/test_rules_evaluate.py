@@ -10,6 +10,8 @@ from afmrl.attributes.extractors.rules import RuleExtractor, extract_frame, mine
 from afmrl.catalog import read_catalog
 from afmrl.catalog.synth import SPAM
 
+from ..conftest import shared_dataset
+
 
 def test_brand_lexicon_mined_from_titles_without_spam(synth_catalog):
     df = read_catalog(synth_catalog).listings
@@ -38,7 +40,7 @@ def test_rules_recover_synthetic_attributes_from_text(synth_catalog):
     ("title", "description", "expected"),
     [
         ("Sony WH-1000XM3 Wireless Noise Cancelling Headphones \u2013 Black", None,
-         {"brand": "sony", "model": "wh-1000xm3", "colour": "black"}),
+         {"brand": "sony", "model": "wh1000xm3", "colour": "black"}),
         ("SanDisk Cruzer Blade CZ50 16GB USB Flash Drive", None,
          {"brand": "sandisk", "model": "cz50", "capacity": "16 gb"}),
         ("Johnnie Walker - Blue Label - 700ml", None, {"brand": "johnnie walker", "size": "700 ml"}),
@@ -73,3 +75,67 @@ def test_evaluation_counts_by_hand():
     assert r["exact_match"] == pytest.approx(1 / 3)
     assert r["valid_json_rate"] == pytest.approx(2 / 3)
     assert "pattern" not in r["per_key"]  # no reference states it: not judged
+
+
+def _fitted(titles: list[str]) -> RuleExtractor:
+    df = pd.DataFrame({"title": titles, "product_id": [f"p{i}" for i in range(len(titles))]})
+    return RuleExtractor.from_listings(df.assign(attributes="{}"))
+
+
+def test_a_code_many_products_share_is_a_spec_not_their_model():
+    ex = _fitted(["Kingston HX316C10FB/8 8GB DDR3 CL10", "Corsair CMZ8GX3M1A1600C10 DDR3 CL10",
+                  "Crucial CT102464BA160B DDR3 CL10", "Kingston KVR16N11/8 DDR3"])  # fmt: skip
+    assert {"ddr3", "cl10"} <= ex.generic_codes and "hx316c10fb8" not in ex.generic_codes
+    # the longest code is still the model, but never a shared spec (before: "ddr3" for a title without one)
+    assert ex.extract("HyperX Fury 8GB DDR3 CL10 DIMM").get("model") is None
+    assert ex.extract("Kingston 8GB DDR3 KVR16N11/8")["model"] == "kvr16n118"
+    # written with or without separators, a model number is one value
+    assert ex.extract("Sony WH-1000XM3 black")["model"] == ex.extract("Sony WH1000XM3")["model"] == "wh1000xm3"
+    assert _fitted(["a DDR3 b", "c DDR3 d"]).generic_codes == frozenset()  # two products: below the default 3
+
+
+def test_brand_lexicon_drops_product_words_and_joins_spellings():
+    titles = ["Karta VGA MSI GTX 1660", "Karta VGA Asus RTX 2060", "MSI RTX 2060 OC", "MSI B450M",
+              "Asus GTX 1660", "Asus TUF B450", "Cooler Master MasterBox TD500", "CoolerMaster MasterBox Q300L", "CoolerMaster MWE 650",
+              "Cooler Master H500", "Cooler Master V850", "Toner cartridge black", "Toner cartridge cyan", "Brother Toner TN-2420",
+              "Brother Toner TN-2320", "Canon Toner 725", "Canon Toner 712", "Brother HL-L2375DW", "Canon EOS 250D",
+              "HP Toner 85A", "HP Toner 12A", "HP LaserJet P1102"]
+    lexicon = mine_brands(titles, [f"p{i}" for i in range(len(titles))])
+    assert "karta vga" not in lexicon and "karta" not in lexicon  # it opens titles, but a brand follows it
+    assert "toner" not in lexicon and "toner cartridge" not in lexicon  # opens 2 of the 8 titles that hold it
+    assert {"msi", "asus", "brother", "canon", "hp"} <= set(lexicon) and "brother toner" not in lexicon
+    assert lexicon["coolermaster"] == lexicon["cooler master"] == "cooler master"  # the spelling opening most titles
+    ex = RuleExtractor(brands=lexicon)
+    assert ex.extract("Karta VGA MSI GeForce GTX 1660 OC")["brand"] == "msi"
+    assert ex.extract("Toner Reman Brother TN-2420")["brand"] == "brother"
+
+
+def test_capacity_prefers_storage_over_frequency_whatever_the_order():
+    ex = _fitted(["Corsair a", "Corsair b"])
+    assert ex.extract("Corsair Vengeance DDR4 3200MHz 32GB")["capacity"] == "32 gb"
+    assert ex.extract("Corsair Vengeance 32GB DDR4 3200MHz")["capacity"] == "32 gb"
+    assert ex.extract("Intel Core i9 3.1 GHz")["capacity"] == "3.1 ghz"  # the only quantity
+
+
+@pytest.mark.realdata
+def test_rules_on_real_offers_agree_within_a_product_more_than_they_conflict(tmp_path, cfg):
+    """On WDC Products' training offers, the rules read two offers of one product as differing in exactly one key
+    attribute less often than as agreeing on all (the measure that AGCL's hard negatives and masks rest on)."""
+    from itertools import combinations
+
+    from afmrl.catalog.importers.wdc_products import import_wdc_products
+
+    df = read_catalog(import_wdc_products(shared_dataset("wdc-products"), tmp_path / "wdc", cfg.splits)).listings
+    train = df[df["split"] == "train"]
+    ex = RuleExtractor.from_listings(train)
+    attrs, products = ex.extract_frame(train), list(train["product_id"])
+    agree = one = 0
+    for i, j in combinations(range(len(attrs)), 2):
+        if products[i] != products[j]:
+            continue
+        shared = [k for k in attrs[i] if k in attrs[j]]
+        if len(shared) >= 2:
+            diff = sum(attrs[i][k] != attrs[j][k] for k in shared)
+            agree += diff == 0
+            one += diff == 1
+    assert agree > 1.5 * one, (agree, one)

@@ -50,7 +50,7 @@ def test_units_and_sizes_have_one_canonical_form(forms, canonical):
         ("category", ["backpack", "bkpk", "rucksack"], "backpack"),
         ("pattern", ["striped", "stripe", "stripes"], "striped"),
         ("brand", ["TAG  Heuer", "tag heuer ", "Tag\tHeuer"], "tag heuer"),
-        ("model", ["WH-1000XM3", "wh-1000xm3 "], "wh-1000xm3"),
+        ("model", ["WH-1000XM3", "wh-1000xm3 ", "WH 1000XM3"], "wh1000xm3"),
         ("fine_class", ["Arla-Ecological-Medium-Fat-Milk", "arla ecological medium fat milk"],
          "arla ecological medium fat milk"),
     ],

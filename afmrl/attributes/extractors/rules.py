@@ -3,10 +3,15 @@
 - **brand**: a lexicon of the brands sellers state (``attributes.brand``) and of title openings
   mined from the catalogue: the first word (or two) of a title's main segment (seller spam split
   off at ``|`` and `` - ``) that opens titles of at least ``min_products`` different products,
-  opens at most ``max_share`` of all titles (so ``NEW`` and ``FREE`` are not brands) and is not a
-  vocabulary word, unit, number or stop word. The earliest (then longest) lexicon match wins.
+  opens at most ``max_share`` of all titles (so ``NEW`` and ``FREE`` are not brands), opens at
+  least ``min_opening_share`` of the titles that contain it anywhere (``toner``, ``usb``, ``ssd``
+  and product lines such as ``nikkor`` open a few titles but mostly stand later in them, after the
+  brand) and is not a vocabulary word, unit, number or stop word. The earliest (then longest)
+  lexicon match wins.
 - **model**: the longest token with both letters and digits (``WH-1000XM3``, ``HL-L2375DW``) that
-  is not a quantity (``32GB``) and is not the brand.
+  is not a quantity (``32GB``), not the brand and not a generic code: one that the fitting titles of
+  ``generic_code_products`` or more different products contain (``DDR3``, ``CL10``, ``UHS-I``,
+  ``240-pin``: specs that many products share, not a model number).
 - **size / capacity**: the first ``number unit`` of a physical family (ml, l, in, cm, g, oz...) is
   the size, of a storage/power family (GB, W, VA, mAh...) the capacity (see ``normalize``); a
   clothing size is read from ``size M`` or a trailing size letter in a clothing title.
@@ -40,6 +45,7 @@ STOP_WORDS = frozenset(
 CLOTHING_WORDS = frozenset({"t-shirt", "tee", "shirt", "tshirt", "hoodie", "jacket", "dress", "sweater", "jersey",
                             "polo", "trousers", "jeans", "shorts", "skirt", "coat"})  # fmt: skip
 VOCAB_KEYS = ("colour", "pattern", "material", "category")
+CAPACITY_ORDER = {f: i for i, f in enumerate(("storage", "charge", "power", "apparent_power", "voltage", "frequency"))}
 NO_RULE_SYNONYMS = frozenset({"case", "uni", "check", "dot"})  # too ambiguous alone in free text
 _SEGMENT_SPLIT = re.compile(r"\s+(?:\||-|–|—|/|::)\s+|\s*\|\s*")
 _WORD = re.compile(r"[\w][\w&'.+-]*", re.UNICODE)
@@ -68,6 +74,37 @@ def main_segment(title: str) -> str:
     """The longest segment of a title split at ``|`` / `` - `` (seller spam sits in the others)."""
     parts = [p.strip() for p in _SEGMENT_SPLIT.split(title or "") if p and p.strip()]
     return max(parts, key=len) if parts else ""
+
+
+def model_tokens(title: str) -> list[str]:
+    """The title's tokens that may be a model number: letters and digits, not a quantity or a spec."""
+    out = []
+    for m in _MODEL_TOKEN.finditer(title or ""):
+        tok = m.group(1)
+        if not (any(c.isdigit() for c in tok) and any(c.isalpha() for c in tok)):
+            continue
+        if N.find_quantities(tok) or re.match(r"\d+x\d", tok):
+            continue  # 32GB, 2.5-inch, 4x1GB: quantities, not model numbers
+        if re.fullmatch(r"\d+(?:[.,]\d+)?[a-zA-Z/]+", tok) or re.fullmatch(r"[a-zA-Z]\d", tok):
+            continue  # 4K, 12V, 16000dpi, 160mb/s: specs, not model numbers
+        out.append(tok)
+    return out
+
+
+def generic_codes(titles: Sequence[str], products: Sequence[Any] | None = None, min_products: int = 3) -> frozenset[str]:
+    """Normalised model-like codes that the titles of ``min_products`` or more different products hold
+    (each title its own group without products): specs many products share (``ddr3``, ``cl10``), not
+    model numbers. ``min_products`` 0 turns the filter off."""
+    if min_products <= 0:
+        return frozenset()
+    groups: dict[str, set[Any]] = defaultdict(set)
+    for i, title in enumerate(titles):
+        group = products[i] if products is not None and products[i] is not None else f"#{i}"
+        for tok in model_tokens(title):
+            code = N.normalize_code(tok)
+            if code:
+                groups[code].add(group)
+    return frozenset(c for c, g in groups.items() if len(g) >= min_products)
 
 
 def _phrase_regex(phrases: Iterable[str]) -> re.Pattern[str] | None:
@@ -100,6 +137,16 @@ def _non_brand_words(schema: AttributeSchema) -> set[str]:
     return words
 
 
+def _ngrams(title: str, skip: int = 0) -> list[str]:
+    """The case-folded main segment's words and word pairs (brand candidates), from word ``skip`` on."""
+    words = _WORD.findall(main_segment(title or "").casefold())[skip:]
+    return words + [f"{x} {y}" for x, y in zip(words, words[1:], strict=False)]
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text) or text
+
+
 def mine_brands(
     titles: Sequence[str],
     products: Sequence[Any] | None = None,
@@ -108,6 +155,7 @@ def mine_brands(
     schema: AttributeSchema = DEFAULT_SCHEMA,
     min_products: int = 2,
     max_share: float = 0.5,
+    min_opening_share: float = 0.3,
 ) -> dict[str, str]:
     """Brand lexicon: surface form (case-folded) -> canonical brand. See the module docstring."""
     lexicon: dict[str, str] = {}
@@ -117,7 +165,7 @@ def mine_brands(
             lexicon[canon] = canon
     stop = _non_brand_words(schema)
     groups: dict[str, set[Any]] = defaultdict(set)
-    openings: Counter[str] = Counter()
+    opened: dict[str, list[str]] = defaultdict(list)  # candidate -> the (case-folded) titles it opens
     for i, title in enumerate(titles):
         words = _WORD.findall(main_segment(title or "").casefold())
         if not words:
@@ -127,7 +175,8 @@ def mine_brands(
             if len(words) >= n:
                 cand = " ".join(words[:n])
                 groups[cand].add(group)
-                openings[cand] += 1
+                opened[cand].append((title or "").casefold())
+    openings = {c: len(t) for c, t in opened.items()}
     total = max(1, len(titles))
     accepted: dict[str, int] = {}
     for cand, grp in groups.items():
@@ -137,15 +186,37 @@ def mine_brands(
         if any(w in stop or any(ch.isdigit() for ch in w) or len(w) < 2 for w in words):
             continue
         accepted[cand] = len(grp)
+    if min_opening_share > 0 and accepted:  # a word that mostly stands later in titles is not a brand
+        contains: Counter[str] = Counter()
+        for title in titles:
+            contains.update(set(_ngrams(title)) & accepted.keys())
+        later = {c for c in accepted if openings[c] < min_opening_share * max(contains[c], 1)}
+        accepted = {c: n for c, n in accepted.items() if c not in later and c.split()[0] not in later}  # "toner cartridge"
+
+    def before_a_brand(cand: str) -> bool:  # "karta vga gigabyte", "pendrive ... kingston": a product word first
+        first, skip = cand.split()[0], len(cand.split())
+        later = sum(any(g in accepted and not g.startswith(first) for g in _ngrams(t, skip)) for t in opened[cand])
+        return later >= 0.5 * len(opened[cand])
+
+    accepted = {c: n for c, n in accepted.items() if not before_a_brand(c)}
     for cand, count in list(accepted.items()):  # keep "johnnie walker", drop "johnnie" when it always continues
         first = cand.split()[0]
         if " " in cand and first in accepted and count >= 0.8 * accepted[first]:
             accepted.pop(first, None)
+    firsts = Counter(c.split()[0] for c in accepted if " " in c)
     for cand in accepted:
-        if " " in cand and cand.split()[0] in lexicon:
+        first = cand.split()[0]
+        if " " in cand and (first in lexicon or first in accepted):
             continue  # a known one-word brand followed by a product word
-        lexicon.setdefault(cand, cand)
-    return lexicon
+        # "i.pet cat", "i.pet multi": one brand opening several product words
+        lexicon.setdefault(cand, first if " " in cand and firsts[first] >= 2 else cand)
+    # one value per brand however it is spaced or punctuated ("cooler master" / "coolermaster", "d'addario"):
+    # the spelling that opens the most titles
+    spellings: dict[str, list[str]] = defaultdict(list)
+    for value in set(lexicon.values()):
+        spellings[_squeeze(value)].append(value)
+    canonical = {k: max(v, key=lambda x: (openings.get(x, 0), x)) for k, v in spellings.items()}
+    return {surface: canonical[_squeeze(value)] for surface, value in lexicon.items()}
 
 
 @dataclass
@@ -156,6 +227,7 @@ class RuleExtractor:
     brands: dict[str, str] = field(default_factory=dict)
     keys: tuple[str, ...] | None = None
     use_provided: bool = True
+    generic_codes: frozenset[str] = frozenset()  # normalised codes too common to be a model number
 
     def __post_init__(self) -> None:
         self._brand_re = _phrase_regex(self.brands)
@@ -165,16 +237,20 @@ class RuleExtractor:
     @classmethod
     def from_listings(cls, df: pd.DataFrame, schema: AttributeSchema = DEFAULT_SCHEMA, *,
                       keys: Sequence[str] | None = None, use_provided: bool = True, min_products: int = 2,
-                      max_share: float = 0.5) -> RuleExtractor:  # fmt: skip
+                      max_share: float = 0.5, min_opening_share: float = 0.3,
+                      generic_code_products: int = 3) -> RuleExtractor:  # fmt: skip
         provided = [_json_dict(a).get("brand") for a in df.get("attributes", pd.Series([None] * len(df)))]
         products = list(df["product_id"]) if "product_id" in df.columns else None
-        brands = mine_brands(list(df["title"].fillna("")), products, [b for b in provided if b], schema=schema,
-                             min_products=min_products, max_share=max_share)  # fmt: skip
-        return cls(schema=schema, brands=brands, keys=tuple(keys) if keys else None, use_provided=use_provided)
+        titles = list(df["title"].fillna(""))
+        brands = mine_brands(titles, products, [b for b in provided if b], schema=schema, min_products=min_products,
+                             max_share=max_share, min_opening_share=min_opening_share)  # fmt: skip
+        return cls(schema=schema, brands=brands, keys=tuple(keys) if keys else None, use_provided=use_provided,
+                   generic_codes=generic_codes(titles, products, generic_code_products))  # fmt: skip
 
     @property
     def fingerprint(self) -> str:
-        blob = json.dumps([sorted(self.brands.items()), self.keys, self.use_provided], sort_keys=True)
+        blob = json.dumps([sorted(self.brands.items()), self.keys, self.use_provided, sorted(self.generic_codes)],
+                          sort_keys=True)  # fmt: skip
         return "rules-" + digest_bytes(blob)[:12]
 
     def extract(self, title: str | None, description: str | None = None, category: str | None = None,
@@ -209,10 +285,11 @@ class RuleExtractor:
             if canon:
                 found["category"] = canon
 
-        # free-text quantities from the title only (descriptions hold spec tables)
-        for value, family, start in N.find_quantities(title):
-            if re.match(r"\d\s*in\s*1\b", title[start:], re.IGNORECASE):
-                continue  # "2 in 1" is not two inches
+        # free-text quantities from the title only (descriptions hold spec tables); the capacity is the
+        # first quantity of the most telling family (32GB before 3200MHz, whatever their order)
+        quantities = [(v, f, i) for v, f, i in N.find_quantities(title)
+                      if not re.match(r"\d\s*in\s*1\b", title[i:], re.IGNORECASE)]  # "2 in 1" is not two inches
+        for value, family, _ in sorted(quantities, key=lambda q: (CAPACITY_ORDER.get(q[1], len(CAPACITY_ORDER)), q[2])):
             key = "size" if family in N.SIZE_FAMILIES else "capacity"
             if key in self.schema:
                 found.setdefault(key, value)
@@ -227,16 +304,8 @@ class RuleExtractor:
 
         if "model" in self.schema and "model" not in found:
             brand_words = set(found.get("brand", "").split())
-            cands = []
-            for m in _MODEL_TOKEN.finditer(title):
-                tok = m.group(1)
-                if not (any(c.isdigit() for c in tok) and any(c.isalpha() for c in tok)):
-                    continue
-                if N.find_quantities(tok) or tok.casefold() in brand_words or re.match(r"\d+x\d", tok):
-                    continue  # 32GB, 2.5-inch, 4x1GB: quantities, not model numbers
-                if re.fullmatch(r"\d+(?:[.,]\d+)?[a-zA-Z/]+", tok) or re.fullmatch(r"[a-zA-Z]\d", tok):
-                    continue  # 4K, 12V, 16000dpi, 160mb/s: specs, not model numbers
-                cands.append(tok)
+            cands = [tok for tok in model_tokens(title) if tok.casefold() not in brand_words
+                     and N.normalize_code(tok) not in self.generic_codes]  # fmt: skip
             if cands:
                 found["model"] = N.normalize_code(max(cands, key=len)) or ""
 
