@@ -176,7 +176,8 @@ class EncoderConfig(Section):
     hidden: int = Field(512, ge=8, description="hidden width of the 2-layer projection heads")
     head: Literal["mlp", "residual"] = Field("mlp", description="residual: x + MLP(x), last layer at zero (starts "
                                              "at zero-shot); needs the text tower's width = dim")  # fmt: skip
-    fusion: Literal["mean", "gate"] = "mean"
+    fusion: Literal["mean", "gate", "residual"] = Field("mean", description="a listing's image and text: mean, a "
+                                                        "learned gate, or residual (image + m * text, m from 0)")  # fmt: skip
     image_size: int = Field(224, ge=32)
     max_tokens: int = Field(64, ge=8, description="text truncation (descriptions are cut first)")
     batch_size: int = Field(32, ge=1, description="encoding batch size")

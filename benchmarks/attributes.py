@@ -11,7 +11,9 @@ On the synthetic catalogue (``synth.*`` defaults: 24 base products, 72 products,
    one CPU thread), valid-JSON rate and F1; a re-run to show the cache;
 3. RAR: ``--rar-steps`` GRPO steps (LoRA, target ``product``, text gallery, frozen MiniLM reward
    encoder): seconds per step and the logged reward components.
-With ``--wdc``: the rules backend on WDC Products (brand accuracy where the offer states a brand).
+With ``--wdc``: the rules backend on WDC Products (brand accuracy where the offer states a brand) and how it
+reads pairs of offers (``afmrl.attributes.evaluate.pair_agreement``: same-product pairs agreeing on every key
+or one key apart, and different-product pairs of one brand).
 Timings are wall-clock on whatever machine runs it; the JSON records the platform and threads.
 """
 
@@ -32,6 +34,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("AFMRL_PROGRESS", "off")
 
+from afmrl.attributes.evaluate import pair_agreement  # noqa: E402
+from afmrl.attributes.extractors.rules import RuleExtractor  # noqa: E402
+from afmrl.catalog import read_catalog  # noqa: E402
 from afmrl.catalog.synth import generate  # noqa: E402
 from afmrl.config import load_config  # noqa: E402
 from afmrl.models.tiny import build_tiny  # noqa: E402
@@ -107,6 +112,12 @@ def main() -> None:
             pd.read_parquet(w.table_path)["seconds"]), 1),
             "brand_accuracy": round(w.metrics["extracted"]["per_key"]["brand"]["accuracy"], 4),
             "brand_support": w.metrics["extracted"]["per_key"]["brand"]["support"]}  # fmt: skip
+        # how the rules (fitted on the training offers) read pairs: agreeing on every key within a product,
+        # one key apart across products (README, "Attributes")
+        listings = read_catalog(wdc).listings
+        fitted = RuleExtractor.from_listings(listings[listings["split"] == "train"])
+        results["wdc_rules"]["pair_agreement"] = pair_agreement(fitted.extract_frame(listings),
+                                                                list(listings["product_id"]))  # fmt: skip
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

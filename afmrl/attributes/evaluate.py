@@ -87,3 +87,40 @@ def flat_metrics(report: Mapping[str, Any], prefix: str = "") -> dict[str, float
     for k, v in report["per_key"].items():
         out[f"{prefix}acc.{k}"] = v["accuracy"]
     return out
+
+
+def pair_agreement(attrs: Sequence[Mapping[str, Any]], products: Sequence[Any], *, min_shared: int = 2,
+                   block_key: str = "brand") -> dict[str, Any]:  # fmt: skip
+    """How extracted attributes read pairs of listings, the measure AGCL's masks and hard negatives rest on.
+
+    A pair is *comparable* when both listings state at least ``min_shared`` keys; it then agrees on all of
+    them (AGCL masks it as the same product) or differs in one (a hard negative) or more. Counted over the
+    pairs of one product, and over the pairs of different products that state the same ``block_key``
+    (every cross-product pair would be quadratic in the catalogue). Returns the counts per group and
+    ``mask_precision`` (same-product share of the agreeing pairs) and ``hard_purity`` (different-product
+    share of the one-key-apart pairs). ``products`` are labels: an evaluation of the extractor only."""
+    from collections import defaultdict
+    from itertools import combinations
+
+    def diff(i: int, j: int) -> int | None:
+        shared = [k for k in attrs[i] if k in attrs[j]]
+        return None if len(shared) < min_shared else sum(attrs[i][k] != attrs[j][k] for k in shared)
+
+    counts = {g: Counter() for g in ("same_product", "other_product")}
+    by_product, by_block = defaultdict(list), defaultdict(list)
+    for i, (a, p) in enumerate(zip(attrs, products, strict=True)):
+        by_product[p].append(i)
+        if a.get(block_key):
+            by_block[a[block_key]].append(i)
+    for group, blocks, same in (("same_product", by_product, True), ("other_product", by_block, False)):
+        for members in blocks.values():
+            for i, j in combinations(members, 2):
+                if (products[i] == products[j]) != same:
+                    continue
+                d = diff(i, j)
+                counts[group]["incomparable" if d is None else "agree" if d == 0 else "one_differs" if d == 1
+                              else "more_differ"] += 1  # fmt: skip
+    s, o = counts["same_product"], counts["other_product"]
+    return {"same_product": dict(s), "other_product": dict(o),
+            "mask_precision": s["agree"] / max(1, s["agree"] + o["agree"]),
+            "hard_purity": o["one_differs"] / max(1, o["one_differs"] + s["one_differs"])}  # fmt: skip

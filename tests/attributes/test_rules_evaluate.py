@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from afmrl.attributes.evaluate import evaluate_attributes
+from afmrl.attributes.evaluate import evaluate_attributes, pair_agreement
 from afmrl.attributes.extractors.rules import RuleExtractor, extract_frame, mine_brands
 from afmrl.catalog import read_catalog
 from afmrl.catalog.synth import SPAM
@@ -121,21 +121,23 @@ def test_capacity_prefers_storage_over_frequency_whatever_the_order():
 def test_rules_on_real_offers_agree_within_a_product_more_than_they_conflict(tmp_path, cfg):
     """On WDC Products' training offers, the rules read two offers of one product as differing in exactly one key
     attribute less often than as agreeing on all (the measure that AGCL's hard negatives and masks rest on)."""
-    from itertools import combinations
-
     from afmrl.catalog.importers.wdc_products import import_wdc_products
 
     df = read_catalog(import_wdc_products(shared_dataset("wdc-products"), tmp_path / "wdc", cfg.splits)).listings
     train = df[df["split"] == "train"]
     ex = RuleExtractor.from_listings(train)
-    attrs, products = ex.extract_frame(train), list(train["product_id"])
-    agree = one = 0
-    for i, j in combinations(range(len(attrs)), 2):
-        if products[i] != products[j]:
-            continue
-        shared = [k for k in attrs[i] if k in attrs[j]]
-        if len(shared) >= 2:
-            diff = sum(attrs[i][k] != attrs[j][k] for k in shared)
-            agree += diff == 0
-            one += diff == 1
-    assert agree > 1.5 * one, (agree, one)
+    report = pair_agreement(ex.extract_frame(train), list(train["product_id"]))
+    same = report["same_product"]
+    assert same["agree"] > 1.5 * same["one_differs"], same
+    assert report["hard_purity"] > 0.9, report  # one key apart: nearly always two products
+
+
+def test_pair_agreement_counts_by_hand():
+    attrs = [{"brand": "a", "model": "x1"}, {"brand": "a", "model": "x1"}, {"brand": "a", "model": "x2"},
+             {"brand": "a", "model": "x1", "colour": "red"}, {"brand": "a"}]  # fmt: skip
+    report = pair_agreement(attrs, ["p", "p", "p", "q", "q"])
+    # within p: (0,1) agree, (0,2) and (1,2) one apart; within q: (3,4) shares one key only
+    assert report["same_product"] == {"agree": 1, "one_differs": 2, "incomparable": 1}
+    # across, brand a: (0,3) (1,3) agree, (2,3) one apart, (0,4) (1,4) (2,4) incomparable
+    assert report["other_product"] == {"agree": 2, "one_differs": 1, "incomparable": 3}
+    assert report["mask_precision"] == 1 / 3 and report["hard_purity"] == 1 / 3

@@ -59,17 +59,22 @@ class ResidualHead(ProjectionHead):
 
 def make_heads(cfg: EncoderConfig, image_width: int, text_width: int) -> tuple[ProjectionHead, ProjectionHead]:
     """(image head, text head). ``mlp``: both MLP heads. ``residual``: a residual head on every tower whose
-    width equals ``encoder.dim``; the text tower must be one (a :class:`ConfigError` naming
-    ``encoder.head`` / ``encoder.dim`` otherwise). An image tower of another width (EfficientNet-Lite0:
-    1280) has no identity into ``dim`` and keeps the MLP head."""
+    width equals ``encoder.dim`` (it starts at that tower's zero-shot embedding), an MLP head on the other;
+    one tower must match (a :class:`ConfigError` naming ``encoder.dim`` otherwise). ``dim`` 384 (MiniLM's
+    width): texts start at zero-shot MiniLM, the 1280-wide image tower keeps an MLP head; ``dim`` 1280
+    (EfficientNet-Lite0's): images start at their zero-shot features and the texts get an MLP into that
+    space (with ``encoder.fusion: residual`` a catalogue listing then starts at its image's embedding)."""
     if cfg.head == "mlp":
         return ProjectionHead(image_width, cfg.hidden, cfg.dim), ProjectionHead(text_width, cfg.hidden, cfg.dim)
-    if text_width != cfg.dim:
-        raise ConfigError(f"encoder.head=residual starts at the text tower's zero-shot embedding, so encoder.dim must "
-                          f"equal its width: {cfg.text_model} is {text_width} wide, encoder.dim is {cfg.dim}",
-                          field="encoder.dim")  # fmt: skip
-    image_head = ResidualHead if image_width == cfg.dim else ProjectionHead
-    return image_head(image_width, cfg.hidden, cfg.dim), ResidualHead(text_width, cfg.hidden, cfg.dim)
+    if cfg.dim not in (image_width, text_width):
+        raise ConfigError(f"encoder.head=residual starts at a tower's zero-shot embedding, so encoder.dim must "
+                          f"equal its width: {cfg.text_model} is {text_width} wide, {cfg.image_model} {image_width}; "
+                          f"encoder.dim is {cfg.dim}", field="encoder.dim")  # fmt: skip
+
+    def head(width: int) -> ProjectionHead:
+        return (ResidualHead if width == cfg.dim else ProjectionHead)(width, cfg.hidden, cfg.dim)
+
+    return head(image_width), head(text_width)
 
 
 class TextTower(nn.Module):
@@ -96,7 +101,7 @@ class TextTower(nn.Module):
 
 
 class DualEncoder(nn.Module):
-    HEAD_PREFIXES = ("image_head.", "text_head.", "gate.")  # what frozen-backbone training updates
+    HEAD_PREFIXES = ("image_head.", "text_head.", "gate.", "text_mix")  # what frozen-backbone training updates
     TOWER_PREFIXES = ("image_tower.", "text_tower.")  # what full fine-tuning adds
 
     def __init__(self, cfg: EncoderConfig, pretrained_towers: bool = True) -> None:
@@ -111,6 +116,7 @@ class DualEncoder(nn.Module):
         self.gate = nn.Linear(2 * cfg.dim, 1)  # used when fusion == "gate"
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
+        self.text_mix = nn.Parameter(torch.zeros(1))  # used when fusion == "residual": the text's share, from 0
         self.register_buffer("pixel_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
         self.towers_trained = False
@@ -131,7 +137,14 @@ class DualEncoder(nn.Module):
         return l2_normalize(self.text_head(feats))
 
     def fuse(self, img: torch.Tensor, txt: torch.Tensor, has_image: torch.Tensor | None = None) -> torch.Tensor:
-        """Listing embedding from normalised parts; listings without an image use the text alone."""
+        """Listing embedding from normalised parts; listings without an image use the text alone.
+        ``mean``: (image + text) / 2; ``gate``: a learned per-listing share; ``residual``: image + m * text
+        with the learned scalar m starting at 0, so a listing starts at its image's embedding."""
+        if self.cfg.fusion == "residual":
+            out = img + self.text_mix * txt
+            if has_image is not None:
+                out = torch.where(has_image.view(-1, 1), out, txt)
+            return l2_normalize(out)
         if self.cfg.fusion == "gate":
             g = torch.sigmoid(self.gate(torch.cat([img, txt], dim=-1)))
         else:
