@@ -176,6 +176,9 @@ class EncoderConfig(Section):
     hidden: int = Field(512, ge=8, description="hidden width of the 2-layer projection heads")
     head: Literal["mlp", "residual"] = Field("mlp", description="residual: x + MLP(x), last layer at zero (starts "
                                              "at zero-shot); needs the text tower's width = dim")  # fmt: skip
+    text_pooling: Literal["mean", "attention"] = Field("mean", description="attention: a learned weight per token "
+                                                        "(uniform at the start: mean pooling); the frozen-mode cache "
+                                                        "then holds every token's features (float16)")  # fmt: skip
     fusion: Literal["mean", "gate", "residual"] = Field("mean", description="a listing's image and text: mean, a "
                                                         "learned gate, or residual (image + m * text, m from 0)")  # fmt: skip
     image_size: int = Field(224, ge=32)

@@ -38,8 +38,9 @@ def image_key(path: str | Path) -> str:
 
 
 class FeatureCache:
-    def __init__(self, folder: str | Path | None, fingerprint: str) -> None:
+    def __init__(self, folder: str | Path | None, fingerprint: str, dtype: type = np.float32) -> None:
         self.path = Path(folder) / f"{fingerprint}.npz" if folder else None
+        self.dtype = dtype  # float16 for token features (``encoder.text_pooling: attention``): half the memory
         self.index: dict[str, int] = {}
         self.feats: np.ndarray | None = None
         if self.path and self.path.exists():
@@ -48,7 +49,7 @@ class FeatureCache:
     def _read(self, path: Path) -> None:
         try:
             with np.load(path, allow_pickle=False) as data:
-                keys, feats = data["keys"].tolist(), np.asarray(data["feats"], dtype=np.float32)
+                keys, feats = data["keys"].tolist(), np.asarray(data["feats"], dtype=self.dtype)
             if feats.ndim != 2 or len(feats) != len(keys) or len(set(keys)) != len(keys):
                 raise ValueError(f"{len(keys)} keys for features of shape {feats.shape}")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a damaged cache: a miss
@@ -61,14 +62,14 @@ class FeatureCache:
     def get(self, keys: Sequence[str], items: Sequence, compute: Callable[[list], np.ndarray]) -> np.ndarray:
         missing = sorted({k: i for i, k in enumerate(keys) if k not in self.index}.items(), key=lambda kv: kv[1])
         if missing:
-            new = compute([items[i] for _, i in missing]).astype(np.float32)
+            new = compute([items[i] for _, i in missing]).astype(self.dtype)
             start = len(self.index)
             for n, (k, _) in enumerate(missing):
                 self.index[k] = start + n
             self.feats = new if self.feats is None else np.concatenate([self.feats, new])
             self._save()
         assert self.feats is not None
-        return self.feats[[self.index[k] for k in keys]] if keys else np.zeros((0, self.feats.shape[1]), np.float32)
+        return self.feats[[self.index[k] for k in keys]] if keys else np.zeros((0, self.feats.shape[1]), self.dtype)
 
     def _save(self) -> None:
         if not self.path:
@@ -145,6 +146,8 @@ def tower_features(model: DualEncoder, kind: str, inputs: list[Any], cache_dir: 
         cache = FeatureCache(cache_dir, f"image-{cfg.image_model}-{cfg.image_size}")
         compute = with_progress(model.image_backbone, "features: images", "img", cfg.batch_size)
         return cache.get([image_key(p) for p in inputs], inputs, compute)
-    cache = FeatureCache(cache_dir, f"text-{Path(cfg.text_model).name}-{cfg.max_tokens}")
+    tokens = cfg.text_pooling == "attention"  # every token's features, not their mean
+    cache = FeatureCache(cache_dir, f"text-{Path(cfg.text_model).name}-{cfg.max_tokens}" + ("-tokens" if tokens else ""),
+                         dtype=np.float16 if tokens else np.float32)  # fmt: skip
     compute = with_progress(model.text_backbone, "features: texts", "text", cfg.batch_size)
     return cache.get([text_key(t) for t in inputs], inputs, compute)

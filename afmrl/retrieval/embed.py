@@ -7,6 +7,7 @@ and text live in different spaces there, so cross-modal tasks are undefined for 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,13 @@ from afmrl.models.encoders.base import l2_normalize
 from afmrl.models.encoders.dual import DualEncoder
 from afmrl.models.features import tower_features
 from afmrl.models.inputs import image_paths, listing_attributes, listing_texts
+
+PROJECT_CHUNK = 4096  # rows projected at a time (token features: 4096 x 64 x 384 floats, 400 MB)
+
+
+def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], feats: torch.Tensor) -> torch.Tensor:
+    """``fn`` over ``PROJECT_CHUNK`` rows at a time (token features are wide: a whole catalogue at once is GBs)."""
+    return torch.cat([fn(chunk) for chunk in feats.split(PROJECT_CHUNK)]) if len(feats) else fn(feats)
 
 
 @dataclass
@@ -42,10 +50,10 @@ def embed_listings(model: DualEncoder, catalog: Catalog, rows: pd.DataFrame, enc
     img_feats = torch.from_numpy(tower_features(model, "image", paths, cache_dir)) if paths else None
     with torch.inference_mode():
         if zero_shot:
-            text = l2_normalize(txt_feats)
+            text = l2_normalize(_in_chunks(lambda x: model.zero_shot_texts(x).float(), txt_feats))
             img = l2_normalize(img_feats) if img_feats is not None else None
         else:
-            text = model.project_texts(txt_feats)
+            text = _in_chunks(model.project_texts, txt_feats)
             img = model.project_images(img_feats) if img_feats is not None else None
         image_full = None
         if img is not None:

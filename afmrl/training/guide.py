@@ -40,8 +40,18 @@ def guide_parts(model: DualEncoder, kind: str, feats: torch.Tensor) -> dict[str,
     the part is missing, e.g. a listing without an image)."""
     if kind == "listing":
         img, txt = split_listing_features(model, feats)
-        return {"image": img, "text": txt}
-    return {kind: feats}
+        return {"image": img, "text": model.zero_shot_texts(txt)}
+    return {"text": model.zero_shot_texts(feats)} if kind == "text" else {kind: feats}
+
+
+def _pooled(model: DualEncoder, kind: str, feats: torch.Tensor) -> torch.Tensor:
+    """One view's backbone features with its text part as the zero-shot sentence embedding (token features pooled)."""
+    if kind == "text":
+        return model.zero_shot_texts(feats)
+    if kind == "listing":
+        img, txt = split_listing_features(model, feats)
+        return torch.cat([img.float(), model.zero_shot_texts(txt).float()], dim=1)
+    return feats
 
 
 def _normalised(x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +64,8 @@ def zero_shot_guides(model: DualEncoder, a_kind: str, feats_a: torch.Tensor, b_k
     pa, pb = guide_parts(model, a_kind, feats_a), guide_parts(model, b_kind, feats_b)
     shared = sorted(set(pa) & set(pb))
     if not shared:  # image-text: no shared space; each item by its own two views, on both sides
-        both = l2_normalize(torch.cat([_normalised(feats_a), _normalised(feats_b)], dim=1))
+        both = l2_normalize(torch.cat([_normalised(_pooled(model, a_kind, feats_a)),
+                                       _normalised(_pooled(model, b_kind, feats_b))], dim=1))  # fmt: skip
         return both, both
     ga, gb = [], []
     for part in shared:

@@ -34,8 +34,10 @@ def test_settings_per_dataset(bench, capsys):
     assert not any(o.startswith("eval.split") for o in bench.DATASETS["grocery-store"]["overrides"])
     assert "encoder.attributes_source=rules" in bench.DATASETS["offers"]["overrides"]
     # text offers: every method's batches hold no two listings of one product; grocery-store's cannot
+    # and texts pooled by learned token weights (every method the same head)
     for name in ("offers", "wdc-products"):
         assert "train.no_duplicate_products=true" in bench.DATASETS[name]["overrides"]
+        assert "encoder.text_pooling=attention" in bench.DATASETS[name]["overrides"]
     assert not any("no_duplicate" in o for o in bench.DATASETS["grocery-store"]["overrides"])
     args = bench.parse_args(["--dataset", "offers", "--data", "x", "--set", "train.beta=2", "train.steps=5"])
     assert args.set == ["train.beta=2", "train.steps=5"]

@@ -99,9 +99,49 @@ class TextTower(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(out.dtype)
         return (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
+    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+        """Every token's last hidden state, padding zeroed and padded to ``max_tokens``, flattened:
+        (B, max_tokens * width); :class:`TokenPooling` reads it back."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+        out = out * attention_mask.unsqueeze(-1).to(out.dtype)
+        pad = self.max_tokens - out.shape[1]
+        if pad > 0:
+            out = torch.nn.functional.pad(out, (0, 0, 0, pad))
+        return out.reshape(out.shape[0], -1)
+
+
+class TokenPooling(nn.Module):
+    """``encoder.text_pooling: attention``: a text's embedding is sum_t a_t h_t over its tokens, a = softmax of a
+    learned score w . h_t + b over the real tokens (padding rows are zero). w starts at zero, so an untrained
+    pooling is the mean over the tokens, exactly the zero-shot sentence embedding; training can weigh the
+    tokens that tell products apart (a model number, a size) above the rest."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.score = nn.Linear(width, 1)
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+
+    def tokens(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states (B, T, width) float32, mask (B, T)) from flattened token features."""
+        states = feats.float().reshape(feats.shape[0], -1, self.width)
+        return states, states.abs().sum(-1) > 0
+
+    def mean(self, feats: torch.Tensor) -> torch.Tensor:
+        states, mask = self.tokens(feats)
+        m = mask.unsqueeze(-1).float()
+        return (states * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        states, mask = self.tokens(feats)
+        scores = self.score(states).squeeze(-1).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1).nan_to_num(0.0)  # a text with no token: all weights 0
+        return (weights.unsqueeze(-1) * states).sum(1)
+
 
 class DualEncoder(nn.Module):
-    HEAD_PREFIXES = ("image_head.", "text_head.", "gate.", "text_mix")  # what frozen-backbone training updates
+    HEAD_PREFIXES = ("image_head.", "text_head.", "gate.", "text_mix", "text_pool.")  # what frozen-backbone training updates
     TOWER_PREFIXES = ("image_tower.", "text_tower.")  # what full fine-tuning adds
 
     def __init__(self, cfg: EncoderConfig, pretrained_towers: bool = True) -> None:
@@ -117,6 +157,7 @@ class DualEncoder(nn.Module):
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
         self.text_mix = nn.Parameter(torch.zeros(1))  # used when fusion == "residual": the text's share, from 0
+        self.text_pool = TokenPooling(self.text_tower.out_dim) if cfg.text_pooling == "attention" else None
         self.register_buffer("pixel_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
         self.towers_trained = False
@@ -127,14 +168,28 @@ class DualEncoder(nn.Module):
         return self.image_tower(pixels)
 
     def text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A text's backbone features: the mean of its token states, or (``text_pooling: attention``) all of
+        them, flattened (:meth:`TextTower.token_states`)."""
+        if self.text_pool is not None:
+            return self.text_tower.token_states(**tokens)
         return self.text_tower(**tokens)
+
+    @property
+    def text_feature_width(self) -> int:
+        return self.text_tower.out_dim * (self.text_tower.max_tokens if self.text_pool is not None else 1)
+
+    def zero_shot_texts(self, feats: torch.Tensor) -> torch.Tensor:
+        """Backbone text features -> the pretrained tower's sentence embedding (mean pooling), unnormalised:
+        the zero-shot rows and the guide read this."""
+        return self.text_pool.mean(feats) if self.text_pool is not None else feats
 
     # ---- heads ----
     def project_images(self, feats: torch.Tensor) -> torch.Tensor:
         return l2_normalize(self.image_head(feats))
 
     def project_texts(self, feats: torch.Tensor) -> torch.Tensor:
-        return l2_normalize(self.text_head(feats))
+        pooled = self.text_pool(feats) if self.text_pool is not None else feats
+        return l2_normalize(self.text_head(pooled))
 
     def fuse(self, img: torch.Tensor, txt: torch.Tensor, has_image: torch.Tensor | None = None) -> torch.Tensor:
         """Listing embedding from normalised parts; listings without an image use the text alone.
@@ -174,7 +229,7 @@ class DualEncoder(nn.Module):
         for i in range(0, len(order), bs):
             idx = order[i : i + bs]
             out.append(self.text_features(self.text_tower.tokenize([texts[j] for j in idx])).float().numpy())
-        feats = np.concatenate(out) if out else np.zeros((0, self.text_tower.out_dim), np.float32)
+        feats = np.concatenate(out) if out else np.zeros((0, self.text_feature_width), np.float32)
         result = np.empty_like(feats)
         result[order] = feats
         return result
