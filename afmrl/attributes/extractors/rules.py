@@ -6,8 +6,10 @@
   opens at most ``max_share`` of all titles (so ``NEW`` and ``FREE`` are not brands), opens at
   least ``min_opening_share`` of the titles that contain it anywhere (``toner``, ``usb``, ``ssd``
   and product lines such as ``nikkor`` open a few titles but mostly stand later in them, after the
-  brand) and is not a vocabulary word, unit, number or stop word. The earliest (then longest)
-  lexicon match wins.
+  brand), does not stand before another candidate in half the titles it opens (``karta vga
+  gigabyte``: a product word, then the brand) and is not a vocabulary word, unit, number or stop
+  word. Spellings of one brand (``cooler master`` / ``coolermaster``) share one value: the one that
+  opens the most titles. The earliest (then longest) lexicon match wins.
 - **model**: the longest token with both letters and digits (``WH-1000XM3``, ``HL-L2375DW``) that
   is not a quantity (``32GB``), not the brand and not a generic code: one that the fitting titles of
   ``generic_code_products`` or more different products contain (``DDR3``, ``CL10``, ``UHS-I``,
