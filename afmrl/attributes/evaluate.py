@@ -11,8 +11,9 @@ macro F1 is the mean of the per-key F1. ``exact_match``: listings with every jud
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from itertools import combinations
 from typing import Any
 
 from afmrl.attributes.schema import DEFAULT_SCHEMA, AttributeSchema
@@ -99,9 +100,6 @@ def pair_agreement(attrs: Sequence[Mapping[str, Any]], products: Sequence[Any], 
     (every cross-product pair would be quadratic in the catalogue). Returns the counts per group and
     ``mask_precision`` (same-product share of the agreeing pairs) and ``hard_purity`` (different-product
     share of the one-key-apart pairs). ``products`` are labels: an evaluation of the extractor only."""
-    from collections import defaultdict
-    from itertools import combinations
-
     def diff(i: int, j: int) -> int | None:
         shared = [k for k in attrs[i] if k in attrs[j]]
         return None if len(shared) < min_shared else sum(attrs[i][k] != attrs[j][k] for k in shared)

@@ -45,13 +45,8 @@ def guide_parts(model: DualEncoder, kind: str, feats: torch.Tensor) -> dict[str,
 
 
 def _pooled(model: DualEncoder, kind: str, feats: torch.Tensor) -> torch.Tensor:
-    """One view's backbone features with its text part as the zero-shot sentence embedding (token features pooled)."""
-    if kind == "text":
-        return model.zero_shot_texts(feats)
-    if kind == "listing":
-        img, txt = split_listing_features(model, feats)
-        return torch.cat([img.float(), model.zero_shot_texts(txt).float()], dim=1)
-    return feats
+    """One view's zero-shot parts side by side (:func:`guide_parts`: a listing's ``[image | text]``)."""
+    return torch.cat([x.float() for x in guide_parts(model, kind, feats).values()], dim=1)
 
 
 def _normalised(x: torch.Tensor) -> torch.Tensor:

@@ -94,16 +94,21 @@ class TextTower(nn.Module):
         return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
                               return_tensors="pt")  # fmt: skip
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+    def _masked_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       **kw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(last hidden states with padding zeroed, the mask as (B, T, 1) floats)."""
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(out.dtype)
-        return (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return out * mask, mask
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+        out, mask = self._masked_states(input_ids, attention_mask, **kw)
+        return out.sum(1) / mask.sum(1).clamp(min=1e-9)
 
     def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
         """Every token's last hidden state, padding zeroed and padded to ``max_tokens``, flattened:
         (B, max_tokens * width); :class:`TokenPooling` reads it back."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
-        out = out * attention_mask.unsqueeze(-1).to(out.dtype)
+        out, _ = self._masked_states(input_ids, attention_mask, **kw)
         pad = self.max_tokens - out.shape[1]
         if pad > 0:
             out = torch.nn.functional.pad(out, (0, 0, 0, pad))
