@@ -37,3 +37,19 @@ def test_rar_on_the_evaluation_split_is_labelled_transductive(bench):
     assert bench.rar_protocol(["val"], "val") == "transductive"
     assert bench.rar_protocol(["train", "test"], "test") == "transductive"
     assert bench.rar_protocol(None, "test") == "transductive"  # every listing: the evaluation ones too
+
+
+def test_unset_flags_take_the_datasets_warm_start(bench):
+    import argparse
+
+    def ns(dataset, **given):
+        keys = ("extractor", "hidden", "sft_steps", "sft_batch", "sft_set")
+        return bench.with_defaults(argparse.Namespace(dataset=dataset, **{k: given.get(k) for k in keys}))
+
+    grocery = ns("grocery-store")  # the photos have no text: the pretrained-tower extractor
+    assert (grocery.extractor, grocery.hidden, grocery.sft_steps, grocery.sft_batch) == ("llava", 128, 1000, 16)
+    assert "sft.trl.lr_scheduler_type=cosine" in grocery.sft_set
+    synthetic = ns("synthetic")
+    assert (synthetic.extractor, synthetic.sft_steps, synthetic.sft_set) == (bench.GENERIC["extractor"], 300, [])
+    given = ns("grocery-store", extractor="vlm", sft_steps=5, sft_set=["sft.trl.warmup_steps=0"])
+    assert (given.extractor, given.sft_steps, given.sft_set, given.hidden) == ("vlm", 5, ["sft.trl.warmup_steps=0"], 128)
