@@ -50,6 +50,6 @@ def test_unset_flags_take_the_datasets_warm_start(bench):
     assert (grocery.extractor, grocery.hidden, grocery.sft_steps, grocery.sft_batch) == ("llava", 128, 1000, 16)
     assert "sft.trl.lr_scheduler_type=cosine" in grocery.sft_set
     synthetic = ns("synthetic")
-    assert (synthetic.extractor, synthetic.sft_steps, synthetic.sft_set) == (bench.GENERIC["extractor"], 300, [])
+    assert (synthetic.extractor, synthetic.sft_steps, synthetic.hidden) == ("vlm", 3000, bench.GENERIC["hidden"])
     given = ns("grocery-store", extractor="vlm", sft_steps=5, sft_set=["sft.trl.warmup_steps=0"])
     assert (given.extractor, given.sft_steps, given.sft_set, given.hidden) == ("vlm", 5, ["sft.trl.warmup_steps=0"], 128)
