@@ -217,6 +217,9 @@ class TrainConfig(Section):
     intra_modal: bool = Field(False, description="AGCL: image-image / text-text negatives beside the cross-modal ones")
     agcl_guide: bool = Field(False, description="AGCL: also mask what GIST's zero-shot guide rates closer than the "
                              "positive (margin train.gist_margin)")  # fmt: skip
+    guide_spares: list[str] = Field(default_factory=list, description="AGCL with agcl_guide: the guide never "
+                                    "masks a pair whose attributes state different values for one of these keys "
+                                    "(e.g. [capacity, size, model]: near-duplicates the attributes tell apart)")
     mined_negatives: int = Field(0, ge=0, description="per pair, this many catalogue-wide hard negatives mined before "
                                  "training from the zero-shot guide's neighbours of other products (0: in-batch only; "
                                  "frozen mode)")  # fmt: skip

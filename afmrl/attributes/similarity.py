@@ -143,8 +143,13 @@ def attribute_codes(
     """(codes (n, k) int, key weights (k,)): precomputed once so a training step can compute the
     batch's similarities with :func:`similarity_from_codes` (numpy or torch) without Python loops."""
     w = _weights(weights, schema)
-    keys = sorted(w)
+    keys = code_keys(weights, schema)
     return _codes(attrs, keys, schema, normalize), np.array([w[k] for k in keys], dtype=np.float32)
+
+
+def code_keys(weights: Mapping[str, float] | None = None, schema: AttributeSchema = DEFAULT_SCHEMA) -> list[str]:
+    """The keys of :func:`attribute_codes`' columns, in order (the weighted keys, sorted)."""
+    return sorted(_weights(weights, schema))
 
 
 def similarity_from_codes(codes, key_weights, min_shared: int = 1, missing: float = 0.0):
@@ -181,3 +186,14 @@ def codes_agreement(x, y, key_weights, min_shared: int = 1, missing: float = 0.0
 
     sim = torch.where(den > 0, num / den.clamp(min=1e-12), torch.full_like(num, float(missing)))
     return sim.float(), comparable
+
+
+def codes_differ(x, y, keys):
+    """bool, broadcast like :func:`codes_agreement`: both sides state one of ``keys`` ((k,) bool over the
+    code columns) with different values: a difference the attributes can tell (a size, a model number)."""
+    out = (x[..., :0].sum(-1) + y[..., :0].sum(-1)) != 0  # all False, in the broadcast shape
+    for j in range(x.shape[-1]):
+        if bool(keys[j]):
+            xj, yj = x[..., j], y[..., j]
+            out = out | ((xj >= 0) & (yj >= 0) & (xj != yj))
+    return out

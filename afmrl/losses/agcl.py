@@ -36,6 +36,11 @@ Two levers, off by default (then the loss is exactly the one above):
   ``guide_a`` / ``guide_b``: w_ij = 0 also where the guide rates j closer to i than i's own positive
   (g(a_i, b_j) > g(a_i, b_i) - m, or the same seen from b_j: :func:`afmrl.losses.gist.guide_negative_mask`),
   the attribute weights elsewhere.
+- ``attr_spare_keys`` (k,) bool over the code columns, with ``guide_margin``: the guide never masks a pair
+  (in-batch or mined) whose attributes both state one of these keys with different values (two sizes,
+  capacities or model numbers: a near-duplicate the attributes tell apart, which a zero-shot guide that
+  reads numbers poorly takes for the positive); such a pair keeps its attribute weight (beta when it is
+  a hard negative). Without it the guide's masks hide exactly the one-attribute near-duplicates.
 
 Mined negatives (``mined_b`` (B, K, d) with ``mined_attr_codes`` (B, K, k) and ``mined_valid`` (B, K),
 :mod:`afmrl.training.mining`; needs the ``attr_codes`` form): each anchor i also meets its own K
@@ -68,7 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from afmrl.attributes.similarity import codes_agreement, similarity_from_codes
+from afmrl.attributes.similarity import codes_agreement, codes_differ, similarity_from_codes
 from afmrl.losses.core import Temperature, weighted_contrastive, weighted_contrastive_blocks
 from afmrl.losses.distributed import gather_items
 from afmrl.losses.gist import guide_negative_mask, mined_guide_mask
@@ -125,23 +130,30 @@ class AGCLLoss(nn.Module):
                 attr_key_weights: torch.Tensor | None = None, guide_a: torch.Tensor | None = None,
                 guide_b: torch.Tensor | None = None, mined_b: torch.Tensor | None = None,
                 mined_attr_codes: torch.Tensor | None = None, mined_valid: torch.Tensor | None = None,
-                mined_guide: torch.Tensor | None = None, **_: object) -> torch.Tensor:  # fmt: skip
+                mined_guide: torch.Tensor | None = None, attr_spare_keys: torch.Tensor | None = None,
+                **_: object) -> torch.Tensor:  # fmt: skip
         mined = None
         if mined_b is not None:
             mined = (mined_b, self._mined_weights(attr_codes, attr_key_weights, mined_attr_codes, mined_valid,
-                                                  guide_a, guide_b, mined_guide))  # fmt: skip
+                                                  guide_a, guide_b, mined_guide, attr_spare_keys))  # fmt: skip
+        spared = None
         if attr_codes is not None:
             if attr_key_weights is None:
                 raise ValueError("attr_codes needs attr_key_weights (one weight per attribute key)")
-            attr_sim, attr_comparable = similarity_from_codes(gather_items(attr_codes), attr_key_weights,
-                                                              self.min_shared_keys)  # fmt: skip
+            codes = gather_items(attr_codes)
+            attr_sim, attr_comparable = similarity_from_codes(codes, attr_key_weights, self.min_shared_keys)
+            if attr_spare_keys is not None:
+                spared = codes_differ(codes[:, None, :], codes[None, :, :], attr_spare_keys)
+        elif attr_spare_keys is not None:
+            raise ValueError("attr_spare_keys needs attr_codes (the per-item form)")
         elif attr_sim is None or attr_comparable is None:
             raise ValueError("AGCL needs attr_sim and attr_comparable, or attr_codes and attr_key_weights")
         w, fn = agcl_weights(attr_sim, attr_comparable, self.tau_hard, self.tau_fn, self.beta)
         if self.guide_margin is not None:
             if guide_a is None or guide_b is None:
                 raise ValueError("AGCL with guide_margin needs guide_a and guide_b (the guide's embeddings)")
-            w = w * ~guide_negative_mask(gather_items(guide_a), gather_items(guide_b), self.guide_margin)
+            masked = guide_negative_mask(gather_items(guide_a), gather_items(guide_b), self.guide_margin)
+            w = w * ~(masked & ~spared if spared is not None else masked)
         if not self.intra_modal and (self.positive_weight == 1.0 or not self.fn_as_positive):
             return weighted_contrastive(a, b, self.temperature(), weights=w.to(a.dtype),
                                         positives=fn if self.fn_as_positive else None, mined=mined)  # fmt: skip
@@ -151,7 +163,8 @@ class AGCLLoss(nn.Module):
 
     def _mined_weights(self, attr_codes: torch.Tensor | None, key_weights: torch.Tensor | None,
                        mined_codes: torch.Tensor | None, valid: torch.Tensor | None, guide_a: torch.Tensor | None,
-                       guide_b: torch.Tensor | None, mined_guide: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+                       guide_b: torch.Tensor | None, mined_guide: torch.Tensor | None,
+                       spare_keys: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """(B, K) weights of each anchor's mined negatives (module doc), from this process's rows."""
         if attr_codes is None or key_weights is None or mined_codes is None:
             raise ValueError("AGCL with mined negatives needs attr_codes, attr_key_weights and mined_attr_codes")
@@ -163,5 +176,8 @@ class AGCLLoss(nn.Module):
             if guide_a is None or guide_b is None or mined_guide is None:
                 raise ValueError("AGCL with guide_margin and mined negatives needs guide_a, guide_b and mined_guide")
             positive = (F.normalize(guide_a, dim=-1) * F.normalize(guide_b, dim=-1)).sum(-1)
-            w = w * ~mined_guide_mask(guide_a, mined_guide, positive, self.guide_margin)
+            masked = mined_guide_mask(guide_a, mined_guide, positive, self.guide_margin)
+            if spare_keys is not None:
+                masked = masked & ~codes_differ(attr_codes[:, None, :], mined_codes, spare_keys)
+            w = w * ~masked
         return w

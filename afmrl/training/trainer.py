@@ -52,7 +52,12 @@ import torch
 from torch import nn
 
 from afmrl.atomic import atomic_path, write_json_atomic
-from afmrl.attributes.similarity import attribute_codes, similarity_from_codes, weights_over_defaults
+from afmrl.attributes.similarity import (
+    attribute_codes,
+    code_keys,
+    similarity_from_codes,
+    weights_over_defaults,
+)
 from afmrl.config import EncoderConfig, TrainConfig
 from afmrl.digest import digest_bytes
 from afmrl.errors import ConfigError, DataError
@@ -121,6 +126,11 @@ class ContrastiveTrainer:
         codes, weights = attribute_codes(pairs.attrs, weights_over_defaults(cfg.attribute_weights))
         self.attr_codes = torch.from_numpy(codes)
         self.attr_weights = torch.from_numpy(weights)
+        keys = code_keys(weights_over_defaults(cfg.attribute_weights))
+        unknown = sorted(set(cfg.guide_spares) - set(keys))
+        if unknown:
+            raise ValueError(f"train.guide_spares names keys that carry no weight: {unknown} (weighted: {keys})")
+        self.spare_keys = torch.tensor([k in cfg.guide_spares for k in keys]) if cfg.guide_spares else None
         self.products = torch.from_numpy(pairs.products)
 
     # ------------------------------------------------------------------ helpers
@@ -142,7 +152,8 @@ class ContrastiveTrainer:
         processes, so its masks span the global batch)."""
         if self.cfg.method == "agcl":
             guide = {"guide_a": self.guide_a[idx], "guide_b": self.guide_b[idx]} if self.cfg.agcl_guide else {}
-            return {"attr_codes": self.attr_codes[idx], "attr_key_weights": self.attr_weights, **guide}
+            spare = {"attr_spare_keys": self.spare_keys} if self.spare_keys is not None and guide else {}
+            return {"attr_codes": self.attr_codes[idx], "attr_key_weights": self.attr_weights, **guide, **spare}
         if self.cfg.method == "oracle":
             return {"product_ids": self.products[idx]}
         if self.cfg.method == "gist":

@@ -189,3 +189,32 @@ def test_agcl_guided_masks_what_the_guide_rates_closer_than_the_positive():
     assert loss.item() != pytest.approx(InfoNCELoss(0.1, False)(a, b).item(), rel=1e-4)
     with pytest.raises(ValueError, match="guide_a"):
         AGCLLoss(guide_margin=0.0)(a, b, attr_sim=torch.zeros(4, 4), attr_comparable=none)
+
+
+def test_agcl_guide_spares_the_near_duplicates_the_attributes_tell_apart():
+    """With ``attr_spare_keys`` the guide's mask of (0, 1) is lifted when the two state different values of
+    a spared key (columns: brand, capacity): they differ in capacity, so they stay negatives, weighted beta
+    as AGCL's hard negatives; a difference in a key not spared leaves the guide's mask."""
+    a, b = _rand(4, seed=9)
+    guide = F.normalize(torch.tensor([[1.0, 0.0], [0.995, 0.0998], [0.0, 1.0], [-1.0, 0.2]]), dim=-1)
+    codes = torch.tensor([[0, 0, 5], [0, 1, 5], [1, 2, -1], [2, -1, -1]])  # brand, capacity, model
+    kw = torch.ones(3)
+    loss = AGCLLoss(temperature=0.1, learnable=False, guide_margin=0.01, beta=2.0, tau_hard=0.5)
+    spare = loss(a, b, attr_codes=codes, attr_key_weights=kw, guide_a=guide, guide_b=guide,
+                 attr_spare_keys=torch.tensor([False, True, False]))  # fmt: skip
+    w = torch.ones(4, 4)
+    w[0, 1] = w[1, 0] = 2.0  # 2 of 3 shared keys agree: a hard negative, kept and weighted up
+    assert spare.item() == pytest.approx(weighted_contrastive(a, b, 10.0, weights=w).item(), rel=1e-5)
+    masked = loss(a, b, attr_codes=codes, attr_key_weights=kw, guide_a=guide, guide_b=guide,
+                  attr_spare_keys=torch.tensor([True, False, True]))  # fmt: skip
+    w[0, 1] = w[1, 0] = 0.0  # they agree on brand and model: the guide's mask stands
+    assert masked.item() == pytest.approx(weighted_contrastive(a, b, 10.0, weights=w).item(), rel=1e-5)
+    # mined negatives: anchor 0's one mined negative is item 1 (differs in capacity), spared too
+    mined = dict(mined_b=b[1:2][None], mined_attr_codes=codes[1:2][None], mined_valid=torch.ones(1, 1, dtype=torch.bool),
+                 mined_guide=guide[1:2][None])  # fmt: skip
+    kept = AGCLLoss(guide_margin=0.01)._mined_weights(codes[:1], kw, mined["mined_attr_codes"], mined["mined_valid"],
+                                                     guide[:1], guide[:1], mined["mined_guide"],
+                                                     torch.tensor([False, True, False]))  # fmt: skip
+    gone = AGCLLoss(guide_margin=0.01)._mined_weights(codes[:1], kw, mined["mined_attr_codes"], mined["mined_valid"],
+                                                     guide[:1], guide[:1], mined["mined_guide"])  # fmt: skip
+    assert kept.item() == 2.0 and gone.item() == 0.0

@@ -57,12 +57,18 @@ def test_agcl_trains_token_pooling_with_the_zero_shot_guide(tmp_path, synth_cata
 
     cfg = load_config(None, ["tracking.enabled=false", "train.batch_size=16", "train.steps=30", "train.log_every=10",
                              "train.method=agcl", "train.agcl_guide=true", "train.mined_negatives=2",
+                             "train.guide_spares=[capacity,size,model]",
                              "train.pairing=title_description", "encoder.head=residual", "encoder.dim=384",
                              "encoder.image_size=64", "encoder.max_tokens=32", "encoder.text_pooling=attention"])
     pairs = build_pairs(read_catalog(synth_catalog), ("train",), cfg.encoder, cfg.train)
     model = DualEncoder(cfg.encoder)
+    bad = cfg.train.model_copy(update={"guide_spares": ["model", "weight"]})
+    with pytest.raises(ValueError, match=r"guide_spares.*\['weight'\]"):
+        ContrastiveTrainer(model, pairs, bad, tmp_path / "bad")
     trainer = ContrastiveTrainer(model, pairs, cfg.train, tmp_path / "run", cache_dir=tmp_path / "c")
     result = trainer.train()
+    assert int(trainer.spare_keys.sum()) == 3  # capacity, size and model spared from the guide's masks
+    assert trainer.loss_extras(torch.arange(4))["attr_spare_keys"] is trainer.spare_keys
     assert trainer.feats_a.dtype == torch.float16 and trainer.feats_a.shape[1] == 32 * 384
     torch.testing.assert_close(trainer.guide_a, F.normalize(model.zero_shot_texts(trainer.feats_a), dim=-1))
     assert result.history[-1]["loss"] < result.history[0]["loss"]

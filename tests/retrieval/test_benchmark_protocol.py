@@ -55,6 +55,18 @@ def test_mined_baselines_get_the_negatives_agcl_gets(bench):
     assert bench.run_overrides(bench.DATASETS["grocery-store"], "agcl", "agcl") == []  # grocery: AGCL's defaults
 
 
+def test_text_offer_agcl_spares_weighted_keys_from_the_guide(bench):
+    """AGCL's text-offer settings load, and every key the guide spares is one the attribute codes carry."""
+    from afmrl.attributes.similarity import code_keys, weights_over_defaults
+    from afmrl.config import load_config
+
+    for name in ("offers", "wdc-products"):
+        spec = bench.DATASETS[name]
+        cfg = load_config(None, [*spec["overrides"], *bench.run_overrides(spec, "agcl", "agcl")])
+        assert cfg.train.agcl_guide and cfg.train.guide_spares == ["capacity", "size", "model"]
+        assert set(cfg.train.guide_spares) <= set(code_keys(weights_over_defaults(cfg.train.attribute_weights)))
+
+
 def _grocery_like(tmp_path):
     rows = []
     for p in range(6):
