@@ -123,10 +123,11 @@ class ContrastiveTrainer:
         self.run = run or StageRun(None)
         torch.manual_seed(cfg.seed)
         self.loss_fn = build_loss(cfg)
-        codes, weights = attribute_codes(pairs.attrs, weights_over_defaults(cfg.attribute_weights))
+        key_weights = weights_over_defaults(cfg.attribute_weights)
+        codes, weights = attribute_codes(pairs.attrs, key_weights)
         self.attr_codes = torch.from_numpy(codes)
         self.attr_weights = torch.from_numpy(weights)
-        keys = code_keys(weights_over_defaults(cfg.attribute_weights))
+        keys = code_keys(key_weights)  # the codes' columns
         unknown = sorted(set(cfg.guide_spares) - set(keys))
         if unknown:
             raise ValueError(f"train.guide_spares names keys that carry no weight: {unknown} (weighted: {keys})")
@@ -154,7 +155,7 @@ class ContrastiveTrainer:
         processes, so its masks span the global batch)."""
         if self.cfg.method == "agcl":
             guide = {"guide_a": self.guide_a[idx], "guide_b": self.guide_b[idx]} if self.cfg.agcl_guide else {}
-            spare = {"attr_spare_keys": self.spare_keys} if self.spare_keys is not None and guide else {}
+            spare = {"attr_spare_keys": self.spare_keys} if self.spare_keys is not None else {}
             return {"attr_codes": self.attr_codes[idx], "attr_key_weights": self.attr_weights, **guide, **spare}
         if self.cfg.method == "oracle":
             return {"product_ids": self.products[idx]}
