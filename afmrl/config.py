@@ -243,6 +243,12 @@ class TrainConfig(Section):
         """YAML 1.1 reads an unquoted ``no`` as false (DVC rewrites params.yaml so with ``-S``)."""
         return "no" if value is False else value
 
+    @model_validator(mode="after")
+    def _spares_need_the_guide(self) -> TrainConfig:
+        if self.guide_spares and self.method == "agcl" and not self.agcl_guide:
+            raise ValueError("train.guide_spares lifts the guide's masks: it needs train.agcl_guide=true")
+        return self
+
 
 class EvalConfig(Section):
     """Retrieval evaluation (exact search; metrics of record)."""

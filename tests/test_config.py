@@ -106,3 +106,11 @@ def test_mixed_precision_no_survives_a_dvc_rewrite(tmp_path):
 def test_gate_settings_are_fractions_named_by_their_key(key, value):
     with pytest.raises(ConfigError, match=rf"registry\.gate\.listing_R@1\.{key}"):
         load_config(None, [f"registry.gate.listing_R@1.{key}={value}"])
+
+
+def test_guide_spares_without_the_guide_is_a_config_error():
+    """AGCL's train.guide_spares lifts the zero-shot guide's masks: without train.agcl_guide it would do nothing."""
+    with pytest.raises(ConfigError, match="agcl_guide"):
+        load_config(None, ["train.method=agcl", "train.agcl_guide=false", "train.guide_spares=[size]"])
+    assert load_config(None, ["train.method=agcl", "train.agcl_guide=true", "train.guide_spares=[size]"])
+    assert load_config(None, ["train.method=infonce", "train.guide_spares=[size]"])  # read by AGCL only

@@ -131,8 +131,6 @@ class ContrastiveTrainer:
         unknown = sorted(set(cfg.guide_spares) - set(keys))
         if unknown:
             raise ValueError(f"train.guide_spares names keys that carry no weight: {unknown} (weighted: {keys})")
-        if cfg.guide_spares and cfg.method == "agcl" and not cfg.agcl_guide:
-            raise ValueError("train.guide_spares lifts the guide's masks: it needs train.agcl_guide=true")
         self.spare_keys = torch.tensor([k in cfg.guide_spares for k in keys]) if cfg.guide_spares else None
         self.products = torch.from_numpy(pairs.products)
 

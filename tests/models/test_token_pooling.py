@@ -65,8 +65,6 @@ def test_agcl_trains_token_pooling_with_the_zero_shot_guide(tmp_path, synth_cata
     bad = cfg.train.model_copy(update={"guide_spares": ["model", "weight"]})
     with pytest.raises(ValueError, match=r"guide_spares.*\['weight'\]"):
         ContrastiveTrainer(model, pairs, bad, tmp_path / "bad")
-    with pytest.raises(ValueError, match="agcl_guide"):
-        ContrastiveTrainer(model, pairs, cfg.train.model_copy(update={"agcl_guide": False}), tmp_path / "bad")
     trainer = ContrastiveTrainer(model, pairs, cfg.train, tmp_path / "run", cache_dir=tmp_path / "c")
     result = trainer.train()
     assert int(trainer.spare_keys.sum()) == 3  # capacity, size and model spared from the guide's masks
